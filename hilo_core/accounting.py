@@ -1,0 +1,96 @@
+"""Parameter accounting: trainable adapter parameters and expected active ones per token.
+
+trainable = sum over adapted linears of ``R * (d_in + d_out) + router params``;
+active = sum of ``E[sum_{i active} r_i] * (d_in + d_out) + router params`` (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping
+
+import torch
+from torch import nn
+
+from .inject import find_decoder_layers, injected_config, molora_modules
+from .layers import MoLoRALinear
+
+
+def count_trainable(model: nn.Module) -> int:
+    """Exact adapter parameter count from module shapes, via each adapter's ``adapter_params()``."""
+    return sum(p.numel() for _, m in molora_modules(model) for p in m.adapter_params().values())
+
+
+def aux_loss(model: nn.Module) -> torch.Tensor:
+    """Sum of the load-balancing losses the routers produced in the last forward pass."""
+    losses = [m.aux_loss for _, m in molora_modules(model) if m.aux_loss is not None and not m.disabled]
+    return torch.stack(losses).sum() if losses else torch.zeros(())
+
+
+@contextmanager
+def track_activity(model: nn.Module) -> Iterator[list[MoLoRALinear]]:
+    """Record which experts fire per token in every MoLoRA layer while the block runs."""
+    modules = [m for _, m in molora_modules(model)]
+    for m in modules:
+        m.reset_activity()
+        m.track_activity = True
+    try:
+        yield modules
+    finally:
+        for m in modules:
+            m.track_activity = False
+
+
+def _module_active(m: MoLoRALinear) -> float:
+    if m.disabled:
+        return 0.0
+    mean_rank = m.active_rank_sum / m.tokens_seen
+    return mean_rank * (m.d_in + m.d_out) + m.router_param_count()
+
+
+@torch.no_grad()
+def count_active(model: nn.Module, batch: torch.Tensor | Mapping[str, Any]) -> float:
+    """Mean active adapter parameters per token over ``batch`` (input ids or a model kwargs mapping).
+
+    Exact for ``topk`` and ``dense`` (every token fires the same experts' count); for ``threshold`` and
+    ``topp`` it is the mean over the batch's tokens.
+    """
+    modules = [m for _, m in molora_modules(model)]
+    if not modules:
+        raise ValueError("model has no MoLoRA layers: call hilo_core.inject first")
+    was_training = model.training
+    model.eval()
+    try:
+        with track_activity(model):
+            model(**batch) if isinstance(batch, Mapping) else model(batch)
+            return sum(_module_active(m) for m in modules)
+    finally:
+        model.train(was_training)
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One row of the parameter table: a transformer layer's adapters."""
+
+    layer: int
+    n_experts: int
+    ranks: tuple[int, ...]
+    router: str
+    modules: int
+    trainable: int
+
+
+def parameter_table(model: nn.Module) -> list[LayerRow]:
+    """Per-layer summary of the injected adapters, ordered by layer."""
+    config = injected_config(model)
+    if config is None:
+        raise ValueError("model has no MoLoRA layers: call hilo_core.inject first")
+    _, blocks = find_decoder_layers(model)
+    per_layer = [[m for m in block.modules() if isinstance(m, MoLoRALinear)] for block in blocks]
+    return [
+        LayerRow(layer=i, n_experts=spec.n_experts, ranks=spec.ranks, router=spec.router.kind,
+                 modules=len(per_layer[i]),
+                 trainable=sum(p.numel() for m in per_layer[i] for p in m.adapter_params().values()))
+        for i, spec in enumerate(config.layers)
+    ]

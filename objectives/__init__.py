@@ -1,0 +1,1 @@
+"""Objectives: load a model and task, fine-tune a MoLoRAConfig briefly, and evaluate it honestly."""

@@ -1,0 +1,1 @@
+"""Reports: Pareto-front plots, tables and exports read from a finished study."""

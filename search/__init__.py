@@ -1,0 +1,1 @@
+"""Search: multi-objective Optuna / Ray Tune studies over a space (python -m search.run)."""

@@ -1,0 +1,1 @@
+"""Search spaces: per-layer expert/rank grids and the published rule-based configs as seeds."""
