@@ -1,6 +1,9 @@
 """hilo_core: MoLoRA layers with per-expert ranks, routers, injection, accounting and proxies."""
 
-from .accounting import aux_loss, count_active, count_trainable, parameter_table, track_activity
+from .accounting import (
+    aux_loss, config_active, config_trainable, count_active, count_trainable, module_shapes, parameter_table,
+    track_activity,
+)
 from .config import LLAMA_TARGETS, ROUTER_KINDS, LayerSpec, MoLoRAConfig, RouterSpec
 from .inject import eject, find_decoder_layers, inject, injected_config, molora_modules
 from .io import load_adapters, save_adapters
@@ -9,7 +12,8 @@ from .routers import DenseRouter, ThresholdRouter, TopKRouter, TopPRouter
 
 __all__ = [
     "LLAMA_TARGETS", "ROUTER_KINDS", "DenseRouter", "LayerSpec", "MoLoRAConfig", "MoLoRALinear",
-    "RouterSpec", "ThresholdRouter", "TopKRouter", "TopPRouter", "aux_loss", "count_active",
+    "RouterSpec", "ThresholdRouter", "TopKRouter", "TopPRouter", "aux_loss", "config_active",
+    "config_trainable", "count_active", "module_shapes",
     "count_trainable", "eject", "find_decoder_layers", "inject", "injected_config", "load_adapters",
     "molora_modules", "parameter_table", "save_adapters", "track_activity",
 ]

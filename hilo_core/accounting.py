@@ -13,6 +13,7 @@ from typing import Any, Iterator, Mapping
 import torch
 from torch import nn
 
+from .config import LayerSpec, MoLoRAConfig
 from .inject import find_decoder_layers, injected_config, molora_modules
 from .layers import MoLoRALinear
 
@@ -94,3 +95,62 @@ def parameter_table(model: nn.Module) -> list[LayerRow]:
                  trainable=sum(p.numel() for m in per_layer[i] for p in m.adapter_params().values()))
         for i, spec in enumerate(config.layers)
     ]
+
+
+def module_shapes(model: nn.Module, target_modules: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    """``{target name: (d_in, d_out)}`` read from the first decoder layer of a bare or injected model."""
+    from .layers import linear_shape
+
+    _, blocks = find_decoder_layers(model)
+    shapes: dict[str, tuple[int, int]] = {}
+    for path, module in blocks[0].named_modules():
+        leaf = path.rsplit(".", 1)[-1]
+        if leaf in target_modules and leaf not in shapes:
+            shapes[leaf] = (module.d_in, module.d_out) if isinstance(module, MoLoRALinear) else linear_shape(module)
+    missing = [t for t in target_modules if t not in shapes]
+    if missing:
+        raise ValueError(f"target_modules {missing} match no linear in the first decoder layer")
+    return shapes
+
+
+def config_trainable(config: MoLoRAConfig, shapes: Mapping[str, tuple[int, int]]) -> int:
+    """Trainable adapter parameters of ``config`` without building it (search constraints, reports).
+
+    Equals ``count_trainable`` after ``inject`` when every layer's targets share ``shapes``.
+    """
+    total = 0
+    for spec in config.layers:
+        for target in config.target_modules:
+            d_in, d_out = shapes[target]
+            total += spec.total_rank * (d_in + d_out) + router_param_count(spec, d_in)
+    return total
+
+
+def config_active(config: MoLoRAConfig, shapes: Mapping[str, tuple[int, int]]) -> float | None:
+    """Active adapter parameters per token known from the config alone (topk / dense / one expert).
+
+    Expected active rank for top-k is the mean over which k experts fire; that depends on the data when
+    ranks differ inside a layer, so only equal-rank top-k layers are exact here. None otherwise.
+    """
+    total = 0.0
+    for spec in config.layers:
+        if spec.disabled:
+            continue
+        n, kind = spec.n_experts, spec.router.kind
+        if n == 1 or kind == "dense":
+            rank = float(spec.total_rank)
+        elif kind == "topk" and len(set(spec.ranks)) == 1:
+            rank = float(spec.router.top_k * spec.ranks[0])
+        else:
+            return None
+        for target in config.target_modules:
+            d_in, d_out = shapes[target]
+            total += rank * (d_in + d_out) + router_param_count(spec, d_in)
+    return total
+
+
+def router_param_count(spec: LayerSpec, d_in: int) -> int:
+    """Gate ``N * d_in`` (none for one expert) plus AdaMoLE's threshold ``d_in + 1``."""
+    if spec.n_experts == 1:
+        return 0
+    return spec.n_experts * d_in + (d_in + 1 if spec.router.kind == "threshold" else 0)
