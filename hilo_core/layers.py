@@ -94,6 +94,12 @@ class MoLoRALinear(nn.Module):
         self.active_rank_sum += float((act @ ranks).sum())
         self.active_expert_sum += float(act.sum())
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles drop the last forward's aux loss: it is a graph node, not state."""
+        state = dict(self.__dict__)
+        state["aux_loss"] = None
+        return state
+
     def router_param_count(self) -> int:
         return sum(p.numel() for p in self.router.parameters())
 

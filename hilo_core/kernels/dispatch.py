@@ -6,6 +6,9 @@ shape); the plain-torch stacked path is the last entry and always applies.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import os
 from typing import Callable
 
 import torch
@@ -13,7 +16,30 @@ import torch
 from .reference import stacked_delta
 
 DeltaFn = Callable[..., torch.Tensor]
+TRITON_ENABLED = True  # module-level opt-out; the environment variable HILO_DISABLE_TRITON=1 is the other
+TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+@functools.lru_cache(maxsize=None)
+def triton_importable() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def triton_applies(x: torch.Tensor) -> bool:
+    """Fused kernels on CUDA tensors only: CPU tensors must never reach a Triton launch."""
+    return (x.is_cuda and x.dtype in TRITON_DTYPES and TRITON_ENABLED
+            and os.environ.get("HILO_DISABLE_TRITON") != "1" and triton_importable())
+
+
+def triton_delta(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, weights: torch.Tensor,
+                 ranks: tuple[int, ...], alpha: float) -> torch.Tensor:
+    """Imported on first use: defining the kernels needs triton, and costs nothing until a GPU call."""
+    from .molora_triton import molora_triton_delta
+    return molora_triton_delta(x, A, B, weights, ranks, alpha)
+
+
 DISPATCH: list[tuple[Callable[[torch.Tensor], bool], DeltaFn]] = [
+    (triton_applies, triton_delta),
     (lambda x: True, stacked_delta),
 ]
 

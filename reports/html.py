@@ -1,0 +1,72 @@
+"""Interactive Pareto plot (plotly, one self-contained HTML file that works offline).
+
+One marker per completed trial in a single trace (seeds as labelled diamonds, front members outlined);
+the front is a separate line-only trace. Hover shows the metrics and the per-layer experts and ranks.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from .load import StudyData, TrialRow, config_cells
+from .plots import plotted
+
+
+def _hover(row: TrialRow) -> str:
+    cells = config_cells(row.config)
+    lines = [f"<b>trial {row.number}</b>" + (f" (seed {html.escape(row.seed_name)})" if row.seed_name else ""),
+             "on the Pareto front" if row.on_front else "dominated"]
+    for name in ("accuracy", "trainable_params", "active_params", "train_seconds"):
+        value = row.value(name)
+        if value is not None:
+            lines.append(f"{name}: {value:.4g}" if name in ("accuracy", "train_seconds") else f"{name}: {value:,.0f}")
+    if not row.feasible:
+        lines.append("infeasible (violates the budget constraint)")
+    if row.config is not None:
+        lines += [f"experts/layer: {cells['experts']}", f"ranks/layer: {cells['ranks']}",
+                  f"routers: {cells['routers']}"]
+    return "<br>".join(lines)
+
+
+def pareto_figure(data: StudyData) -> go.Figure:
+    rows = plotted(data)
+    active = [r.value("active") for r in rows]
+    marker = dict(
+        size=[13 if r.is_seed else 9 for r in rows],
+        symbol=["diamond" if r.is_seed else "circle" for r in rows],
+        line=dict(color=["crimson" if r.on_front else "black" for r in rows],
+                  width=[3 if r.on_front else 0.5 for r in rows]),
+    )
+    if all(a is not None for a in active):
+        marker.update(color=active, colorscale="Viridis", showscale=True,
+                      colorbar=dict(title="active params"))
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=[r.value("trainable") for r in rows], y=[r.value("accuracy") for r in rows], name="trials",
+        mode="markers+text", text=[r.seed_name or "" for r in rows], textposition="top right",
+        hovertext=[_hover(r) for r in rows], hoverinfo="text", marker=marker,
+    ))
+    front = sorted((r for r in rows if r.on_front), key=lambda r: (r.value("trainable"), r.value("accuracy")))
+    fig.add_trace(go.Scatter(x=[r.value("trainable") for r in front], y=[r.value("accuracy") for r in front],
+                             mode="lines", name="Pareto front", hoverinfo="skip",
+                             line=dict(color="crimson", dash="dash")))
+    xs = [r.value("trainable") for r in rows]
+    fig.update_layout(
+        title=f"{data.name}: {len(rows)} completed trials, {len(front)} on the Pareto front "
+              "(diamonds: seeds; red outline: front)",
+        xaxis=dict(title="trainable parameters",
+                   type="log" if min(xs) > 0 and max(xs) / min(xs) > 20 else "linear"),
+        yaxis=dict(title="accuracy"), template="plotly_white", hoverlabel=dict(align="left"),
+        legend=dict(x=0.01, y=0.99),
+    )
+    return fig
+
+
+def pareto_html(data: StudyData, path: Path) -> Path:
+    """Write the figure with plotly.js inlined (``include_plotlyjs=True``): no network needed to view it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pareto_figure(data).write_html(path, include_plotlyjs=True, full_html=True, div_id="pareto")
+    return path

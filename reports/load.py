@@ -1,0 +1,191 @@
+"""Read a study written by ``search`` into plain rows: one per trial, with its config and its metrics.
+
+The layout is fixed by docs/CONTRACTS.md ("Study storage"); reports never write to a study.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from hilo_core.config import MoLoRAConfig
+
+DEFAULT_OUT_ROOT = "reports/out"
+# objective name -> key of the same quantity in trial.user_attrs["metrics"]
+METRIC_KEYS = {"accuracy": "accuracy", "trainable": "trainable_params", "active": "active_params"}
+# used only when a study carries no metric names (set_metric_names was never called)
+_FALLBACK_NAMES = ("accuracy", "trainable", "active")
+
+
+class StudyError(ValueError):
+    """A study that cannot be reported on: missing, empty, or without completed trials."""
+
+
+def study_folder(study_name: str, out_root: str | Path = DEFAULT_OUT_ROOT) -> Path:
+    """Where every file of one study lives: ``<out_root>/<study>/``."""
+    return Path(out_root) / study_name
+
+
+def default_storage(study_name: str, out_root: str | Path = DEFAULT_OUT_ROOT) -> str:
+    """The SQLite URL ``search.run`` uses when given no ``--storage``."""
+    return f"sqlite:///{study_folder(study_name, out_root) / 'study.db'}"
+
+
+def open_study(study_name: str, storage: str | None = None,
+               out_root: str | Path = DEFAULT_OUT_ROOT) -> optuna.Study:
+    """Load an existing study; never creates one (a missing SQLite file would otherwise be created)."""
+    url = storage or default_storage(study_name, out_root)
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        if not path.is_file():
+            raise StudyError(f"study {study_name!r}: no storage file at {path} "
+                             f"(run `python -m search.run --study {study_name}` or pass --storage URL)")
+    try:
+        return optuna.load_study(study_name=study_name, storage=url)
+    except KeyError:
+        names = optuna.get_all_study_names(storage=url)
+        raise StudyError(f"study {study_name!r} not found in {url}; it holds: {', '.join(names) or 'no studies'}") \
+            from None
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One trial as reports see it; ``metrics`` holds the objective values and every recorded Metrics field."""
+
+    number: int
+    state: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    config: MoLoRAConfig | None = None
+    seed_name: str | None = None
+    failure: str | None = None
+    feasible: bool = True
+    on_front: bool = False
+
+    @property
+    def is_seed(self) -> bool:
+        return self.seed_name is not None
+
+    @property
+    def label(self) -> str:
+        return f"#{self.number}" + (f" {self.seed_name}" if self.seed_name else "")
+
+    def value(self, name: str) -> float | None:
+        """An objective by its study name (``trainable``) or a metrics key (``trainable_params``)."""
+        return self.metrics.get(name, self.metrics.get(METRIC_KEYS.get(name, name)))
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """Everything a report needs from one study, read once."""
+
+    name: str
+    objectives: tuple[str, ...]
+    directions: tuple[str, ...]
+    attrs: dict[str, Any]
+    rows: tuple[TrialRow, ...]
+
+    @property
+    def completed(self) -> tuple[TrialRow, ...]:
+        return tuple(r for r in self.rows if r.state == "COMPLETE")
+
+    @property
+    def front(self) -> tuple[TrialRow, ...]:
+        return tuple(r for r in self.rows if r.on_front)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.rows:
+            out[r.state] = out.get(r.state, 0) + 1
+        return out
+
+    def better(self, name: str, a: float, b: float) -> bool:
+        """Whether value ``a`` of objective ``name`` is strictly better than ``b``."""
+        maximize = self.directions[self.objectives.index(name)] == "maximize"
+        return a > b if maximize else a < b
+
+    def dominates(self, a: TrialRow, b: TrialRow) -> bool:
+        """Pareto dominance on the study's objectives: no worse in all, strictly better in one."""
+        pairs = [(a.value(n), b.value(n)) for n in self.objectives]
+        return all(not self.better(n, y, x) for n, (x, y) in zip(self.objectives, pairs)) and \
+            any(self.better(n, x, y) for n, (x, y) in zip(self.objectives, pairs))
+
+
+def objective_names(study: optuna.Study) -> tuple[str, ...]:
+    """The study's metric names; for a study without them, the contract's names when the count fits."""
+    names = study.metric_names
+    if names is not None:
+        return tuple(names)
+    n = len(study.directions)
+    return _FALLBACK_NAMES[:n] if n <= len(_FALLBACK_NAMES) else tuple(f"objective_{i}" for i in range(n))
+
+
+def _row(trial: FrozenTrial, objectives: tuple[str, ...], front: set[int]) -> TrialRow:
+    metrics = {k: float(v) for k, v in (trial.user_attrs.get("metrics") or {}).items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if trial.state == TrialState.COMPLETE:
+        metrics.update({n: float(v) for n, v in zip(objectives, trial.values)})
+    text = trial.user_attrs.get("config")
+    try:
+        config = MoLoRAConfig.from_json(text) if isinstance(text, str) else None
+    except ValueError as err:
+        raise StudyError(f"trial {trial.number}: user_attrs['config'] is not a MoLoRAConfig: {err}") from None
+    constraints = trial.system_attrs.get("constraints")
+    return TrialRow(
+        number=trial.number, state=trial.state.name, metrics=metrics, config=config,
+        seed_name=trial.user_attrs.get("seed_name"), failure=trial.user_attrs.get("failure"),
+        feasible=constraints is None or all(c <= 0.0 for c in constraints), on_front=trial.number in front,
+    )
+
+
+def read_study(study: optuna.Study) -> StudyData:
+    """Rows for every trial with the Pareto front (``study.best_trials``) marked.
+
+    Raises:
+        StudyError: the study has no completed trial, so there is nothing to report.
+    """
+    trials = study.get_trials(deepcopy=False)
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not done:
+        states = {}
+        for t in trials:
+            states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+        detail = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no trials at all"
+        raise StudyError(f"study {study.study_name!r} has no completed trials ({detail}); nothing to report")
+    objectives = objective_names(study)
+    directions = tuple("maximize" if d == StudyDirection.MAXIMIZE else "minimize" for d in study.directions)
+    front = {t.number for t in study.best_trials}
+    return StudyData(name=study.study_name, objectives=objectives, directions=directions,
+                     attrs=dict(study.user_attrs), rows=tuple(_row(t, objectives, front) for t in trials))
+
+
+def load(study_name: str, storage: str | None = None, out_root: str | Path = DEFAULT_OUT_ROOT) -> StudyData:
+    """``open_study`` then ``read_study``: the one call the CLIs make."""
+    return read_study(open_study(study_name, storage, out_root))
+
+
+def config_cells(config: MoLoRAConfig | None) -> dict[str, str]:
+    """Compact per-layer text: experts ``2-2-4``, ranks ``2x8 2x8 4,8`` and routers ``topk2 topk2 dense``.
+
+    No ``|`` anywhere, so the cells sit in Markdown tables as they are.
+    """
+    if config is None:
+        return {"experts": "", "ranks": "", "routers": ""}
+
+    def ranks(spec) -> str:
+        return f"{spec.n_experts}x{spec.ranks[0]}" if len(set(spec.ranks)) == 1 else ",".join(map(str, spec.ranks))
+
+    def router(spec) -> str:
+        r = spec.router
+        text = {"topk": f"topk{r.top_k}", "topp": f"topp{r.top_p:g}", "dense": "dense",
+                "threshold": "thr" + ("" if r.tau_max is None else f"{r.tau_max:g}")}[r.kind]
+        return "off" if spec.disabled else text
+
+    return {"experts": "-".join(str(s.n_experts) for s in config.layers),
+            "ranks": " ".join(ranks(s) for s in config.layers),
+            "routers": " ".join(router(s) for s in config.layers)}
+
