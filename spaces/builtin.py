@@ -22,6 +22,7 @@ from .params import (
 from .space import Space, check_layers, check_targets, format_grid, format_size
 
 SPACE_NAMES = ("uniform", "mola", "alphalora", "hilo", "free")
+DEFAULT_GROUPS = 4  # quarters, as MoLA and HiLo split the layers; fewer when the model has fewer layers
 TOP2_ONLY = {"topk": {"top_k": (2,)}}
 MOLA_EXPERTS = (2, 4, 5, 6, 8)  # the values of the published patterns 2468, 5555, 8642, 8228
 EXPERTS_PER_LAYER = (2, 3, 4, 5, 6)
@@ -119,6 +120,9 @@ def get_space(
 ) -> Space:
     """The built-in space ``name`` (one of ``SPACE_NAMES``) for a model; ``options`` override its grids.
 
+    Options: ``uniform``/``free``: n_experts, rank, rank_ladder, routers, monotone; ``mola``/``hilo``: those
+    and ``groups`` (default 4, or n_layers when fewer); ``alphalora``: total_experts, beta, rank, routers.
+
     Raises:
         ValueError: unknown name or option, or a bad option value (naming the option and what is allowed).
     """
@@ -130,10 +134,12 @@ def get_space(
     model = {"n_layers": n_layers, "target_modules": target_modules, "layer_alphas": layer_alphas}
     if name == "alphalora":
         return AlphaLoRASpace(**model, **options)
+    check_layers(n_layers, layer_alphas)
+    quarters = min(DEFAULT_GROUPS, n_layers)
     defaults = {
         "uniform": {"groups": 1},
-        "mola": {"groups": 4, "n_experts": MOLA_EXPERTS, "rank": (8,), "routers": TOP2_ONLY},
-        "hilo": {"groups": 4},
+        "mola": {"groups": quarters, "n_experts": MOLA_EXPERTS, "rank": (8,), "routers": TOP2_ONLY},
+        "hilo": {"groups": quarters},
         "free": {"groups": n_layers, "prefix": "layers"},
     }[name]
     return GroupedSpace(name=name, **model, **{**defaults, **options})

@@ -1,4 +1,9 @@
-"""The trainable-parameter budget as an Optuna constraint: over-budget trials stay in the study, infeasible."""
+"""The trainable-parameter budget as an Optuna constraint: over-budget trials stay in the study, infeasible.
+
+Two ways to hand it to Optuna, pick one per study: ``record(trial, trainable)`` before training, which sets
+``trial.set_constraint`` where Optuna has it (v5+; samplers read ``FrozenTrial.constraints``), or the sampler
+argument ``constraints_func=trainable_constraint(max)`` (Optuna 3-4; deprecated in 5.0, removed in 7.0).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,10 @@ TRAINABLE_ATTR = "trainable_params"
 
 @dataclass(frozen=True)
 class TrainableConstraint:
-    """``constraints_func`` for Optuna samplers: ``[trainable - max_trainable]``, feasible when <= 0.
+    """``[trainable - max_trainable]``, feasible when <= 0, from ``trial.user_attrs["trainable_params"]``.
 
-    Reads ``trial.user_attrs["trainable_params"]``, which the search sets from
-    ``hilo_core.config_trainable`` before training. A picklable object, so Ray workers can carry it.
+    The search sets that attr from ``hilo_core.config_trainable`` before training. A picklable object,
+    so Ray workers can carry it.
     """
 
     max_trainable: float = field(metadata={"help": "largest feasible number of trainable adapter parameters"})
@@ -25,6 +30,7 @@ class TrainableConstraint:
             raise ValueError(f"max_trainable must be a positive finite number, got {value!r}")
 
     def __call__(self, trial: Any) -> list[float]:
+        """The ``constraints_func`` protocol: called by the sampler after the trial finishes."""
         if TRAINABLE_ATTR not in trial.user_attrs:
             raise ValueError(
                 f"trial {trial.number}: user_attrs[{TRAINABLE_ATTR!r}] is not set; the search sets it from"
@@ -32,7 +38,13 @@ class TrainableConstraint:
             )
         return [float(trial.user_attrs[TRAINABLE_ATTR] - self.max_trainable)]
 
+    def record(self, trial: Any, trainable: int) -> None:
+        """Store ``trainable`` on the trial, and the constraint itself where Optuna has ``set_constraint``."""
+        trial.set_user_attr(TRAINABLE_ATTR, trainable)
+        if hasattr(trial, "set_constraint"):
+            trial.set_constraint(TRAINABLE_ATTR, float(trainable - self.max_trainable))
+
 
 def trainable_constraint(max_trainable: float) -> TrainableConstraint:
-    """Optuna ``constraints_func`` making configs over ``max_trainable`` trainable params infeasible."""
+    """Optuna constraint making configs over ``max_trainable`` trainable params infeasible."""
     return TrainableConstraint(max_trainable=max_trainable)

@@ -2,7 +2,7 @@
 
 ```yaml
 name: my-space            # optional, default: the file's stem
-groups: 4                 # contiguous layer groups (numpy.array_split style)
+groups: 4                 # contiguous layer groups (numpy.array_split style); default min(4, layers)
 monotone: true            # experts and ranks never decrease with depth
 n_experts: [1, 2, 4, 8]   # one grid for every group, or one list per group: [[1, 2], [2, 4], [4, 8], [8]]
 rank: [2, 4, 8]
@@ -25,10 +25,11 @@ import yaml
 
 from hilo_core.config import LLAMA_TARGETS
 
+from .builtin import DEFAULT_GROUPS
 from .grouped import GroupedSpace
+from .space import check_layers
 
 FILE_KEYS = ("name", "groups", "monotone", "n_experts", "rank", "rank_ladder", "routers")
-DEFAULT_GROUPS = 4
 
 
 def load_space_file(
@@ -54,7 +55,8 @@ def load_space_file(
     if unknown:
         raise ValueError(f"{path}: unknown keys {unknown}; allowed: {list(FILE_KEYS)}")
     options = {k: v for k, v in data.items() if k != "name"}
-    options.setdefault("groups", DEFAULT_GROUPS)
+    check_layers(n_layers, layer_alphas)
+    options.setdefault("groups", min(DEFAULT_GROUPS, n_layers))
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not name:
         raise ValueError(f"{path}: name must be a non-empty string, got {name!r}")
