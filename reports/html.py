@@ -12,11 +12,11 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from .load import StudyData, TrialRow, config_cells
-from .plots import plotted
+from .plots import plotted, skyline
 
 
 def _hover(row: TrialRow) -> str:
-    cells = config_cells(row.config)
+    cells = config_cells(row.config, grouped=True)
     lines = [f"<b>trial {row.number}</b>" + (f" (seed {html.escape(row.seed_name)})" if row.seed_name else ""),
              "on the Pareto front" if row.on_front else "dominated"]
     for name in ("accuracy", "trainable_params", "active_params", "train_seconds"):
@@ -49,18 +49,19 @@ def pareto_figure(data: StudyData) -> go.Figure:
         mode="markers+text", text=[r.seed_name or "" for r in rows], textposition="top right",
         hovertext=[_hover(r) for r in rows], hoverinfo="text", marker=marker,
     ))
-    front = sorted((r for r in rows if r.on_front), key=lambda r: (r.value("trainable"), r.value("accuracy")))
-    fig.add_trace(go.Scatter(x=[r.value("trainable") for r in front], y=[r.value("accuracy") for r in front],
-                             mode="lines", name="Pareto front", hoverinfo="skip",
-                             line=dict(color="crimson", dash="dash")))
+    front = [r for r in rows if r.on_front]
+    steps = skyline(front)
+    fig.add_trace(go.Scatter(x=[r.value("trainable") for r in steps], y=[r.value("accuracy") for r in steps],
+                             mode="lines", name="front, accuracy vs trainable", hoverinfo="skip",
+                             line=dict(color="crimson", dash="dash", shape="hv")))
     xs = [r.value("trainable") for r in rows]
     fig.update_layout(
         title=f"{data.name}: {len(rows)} completed trials, {len(front)} on the Pareto front "
-              "(diamonds: seeds; red outline: front)",
+              "(diamonds: seeds; red outline: on the front over all objectives)",
         xaxis=dict(title="trainable parameters",
-                   type="log" if min(xs) > 0 and max(xs) / min(xs) > 20 else "linear"),
+                   type="log" if xs and min(xs) > 0 and max(xs) / min(xs) > 20 else "linear"),
         yaxis=dict(title="accuracy"), template="plotly_white", hoverlabel=dict(align="left"),
-        legend=dict(x=0.01, y=0.99),
+        legend=dict(orientation="h", x=0.0, y=1.02, yanchor="bottom"),
     )
     return fig
 

@@ -127,6 +127,10 @@ def objective_names(study: optuna.Study) -> tuple[str, ...]:
 def _row(trial: FrozenTrial, objectives: tuple[str, ...], front: set[int]) -> TrialRow:
     metrics = {k: float(v) for k, v in (trial.user_attrs.get("metrics") or {}).items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    # search stores the config's trainable count before training, so failed trials carry it too
+    trainable = trial.user_attrs.get("trainable_params")
+    if isinstance(trainable, (int, float)) and not isinstance(trainable, bool):
+        metrics.setdefault("trainable_params", float(trainable))
     if trial.state == TrialState.COMPLETE:
         metrics.update({n: float(v) for n, v in zip(objectives, trial.values)})
     text = trial.user_attrs.get("config")
@@ -168,8 +172,10 @@ def load(study_name: str, storage: str | None = None, out_root: str | Path = DEF
     return read_study(open_study(study_name, storage, out_root))
 
 
-def config_cells(config: MoLoRAConfig | None) -> dict[str, str]:
-    """Compact per-layer text: experts ``2-2-4``, ranks ``2x8 2x8 4,8`` and routers ``topk2 topk2 dense``.
+def config_cells(config: MoLoRAConfig | None, *, grouped: bool = False) -> dict[str, str]:
+    """Per-layer text: experts ``2-2-4``, ranks ``2x8 2x8 4,8`` (N x r, or each rank when they differ) and
+    routers ``topk2 topk2 dense``; ``grouped`` folds runs of equal layers in ranks and routers:
+    ``L0-1: 2x8; L2: 4,8``.
 
     No ``|`` anywhere, so the cells sit in Markdown tables as they are.
     """
@@ -185,7 +191,18 @@ def config_cells(config: MoLoRAConfig | None) -> dict[str, str]:
                 "threshold": "thr" + ("" if r.tau_max is None else f"{r.tau_max:g}")}[r.kind]
         return "off" if spec.disabled else text
 
+    per_layer = {"ranks": [ranks(s) for s in config.layers], "routers": [router(s) for s in config.layers]}
+    join = _runs if grouped else " ".join
     return {"experts": "-".join(str(s.n_experts) for s in config.layers),
-            "ranks": " ".join(ranks(s) for s in config.layers),
-            "routers": " ".join(router(s) for s in config.layers)}
+            **{key: join(values) for key, values in per_layer.items()}}
 
+
+def _runs(values: list[str]) -> str:
+    """``L0-7: a; L8: b`` for consecutive equal per-layer values."""
+    out, start = [], 0
+    for i in range(1, len(values) + 1):
+        if i == len(values) or values[i] != values[start]:
+            span = f"L{start}" if i - 1 == start else f"L{start}-{i - 1}"
+            out.append(f"{span}: {values[start]}")
+            start = i
+    return "; ".join(out)

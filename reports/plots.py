@@ -37,9 +37,22 @@ def plotted(data: StudyData) -> list[TrialRow]:
     return [r for r in data.completed if r.value("accuracy") is not None and r.value("trainable") is not None]
 
 
+def skyline(rows: list[TrialRow]) -> list[TrialRow]:
+    """The accuracy-vs-trainable staircase: each next trial costs more and scores strictly higher.
+
+    A front over three objectives zigzags when drawn in two; its staircase in this view does not.
+    """
+    out: list[TrialRow] = []
+    for r in sorted(rows, key=lambda r: (r.value("trainable"), -r.value("accuracy"))):
+        if not out or r.value("accuracy") > out[-1].value("accuracy"):
+            out.append(r)
+    return out
+
+
 def _front_line(ax, rows: list[TrialRow], **style) -> None:
-    rows = sorted(rows, key=lambda r: (r.value("trainable"), r.value("accuracy")))
-    ax.plot([r.value("trainable") for r in rows], [r.value("accuracy") for r in rows], **style)
+    steps = skyline(rows)
+    ax.plot([r.value("trainable") for r in steps], [r.value("accuracy") for r in steps], drawstyle="steps-post",
+            **style)
 
 
 def _log_if_wide(ax, values: list[float]) -> None:
@@ -63,12 +76,12 @@ def pareto_png(data: StudyData, path: Path) -> Path:
             ax.annotate(row.seed_name, (row.value("trainable"), row.value("accuracy")), fontsize=8,
                         xytext=(6, 6), textcoords="offset points")
     _front_line(ax, [r for r in rows if r.on_front], color="crimson", linestyle="--", linewidth=1.2,
-                zorder=2, label="Pareto front")
+                zorder=2, label="front, accuracy vs trainable")
     if norm:
         fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax,
                      label="active parameters per token")
     ax.scatter([], [], marker="D", color="white", edgecolors="black", label="seed (rule-based)")
-    ax.scatter([], [], marker="o", color="white", edgecolors="crimson", linewidths=2.0, label="on the front")
+    ax.scatter([], [], marker="o", color="white", edgecolors="crimson", linewidths=2.0, label="on the Pareto front (all objectives)")
     _log_if_wide(ax, [r.value("trainable") for r in rows])
     ax.set_xlabel("trainable parameters")
     ax.set_ylabel("accuracy")
@@ -99,12 +112,13 @@ def layers_png(data: StudyData, path: Path) -> Path:
         fig.colorbar(image, ax=ax, fraction=0.046)
         ax.set_title(title)
         ax.set_xlabel("layer (input side first); a 0 cell = adapter off")
-        if grid.shape[1] <= 40:
+        if grid.shape[1] <= 16:
             ax.set_xticks(range(grid.shape[1]))
         ax.set_yticks(range(len(front)), labels if ax is axes[0] else [""] * len(front), fontsize=7)
-        if grid.shape[1] <= 40 and grid.shape[0] <= 30:
+        if grid.shape[1] <= 16 and grid.shape[0] <= 30:
             for (i, j), v in np.ndenumerate(grid):
-                ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=8)
+                ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=8,
+                        color="white" if v > 0.6 * grid.max() else "black")
     fig.suptitle(f"{data.name}: per-layer layout of the {len(front)} front members (best accuracy first)")
     fig.tight_layout()
     return _save(fig, path)

@@ -41,7 +41,7 @@ def _table(data: StudyData, rows: list[TrialRow]) -> list[str]:
     head = ["trial", "seed", *data.objectives, "experts/layer", "ranks/layer", "routers"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = config_cells(r.config)
+        cells = config_cells(r.config, grouped=True)
         lines.append("| " + " | ".join([str(r.number), r.seed_name or "", *(_fmt(n, r.value(n)) for n in data.objectives),
                                         f"`{cells['experts']}`", f"`{cells['ranks']}`", f"`{cells['routers']}`"]) + " |")
     return lines

@@ -5,6 +5,7 @@ Shared through fixtures only: ``conftest`` as a module name belongs to tests/con
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import optuna
@@ -40,7 +41,7 @@ def tiny_trials() -> list[dict]:
     ]
 
 
-def add_trial(study: optuna.Study, spec: dict, shapes: dict) -> None:
+def add_trial(study: optuna.Study, spec: dict, shapes: dict, objectives: tuple[str, ...]) -> None:
     config = spec["config"]
     trainable = config_trainable(config, shapes)
     active = config_active(config, shapes)
@@ -52,7 +53,8 @@ def add_trial(study: optuna.Study, spec: dict, shapes: dict) -> None:
     if state == TrialState.COMPLETE:
         attrs["metrics"] = {"accuracy": spec["accuracy"], "trainable_params": trainable, "active_params": active,
                             "train_seconds": 1.5}
-        study.add_trial(create_trial(state=state, values=[spec["accuracy"], trainable, active], user_attrs=attrs))
+        values = {"accuracy": spec["accuracy"], "trainable": trainable, "active": active}
+        study.add_trial(create_trial(state=state, values=[values[o] for o in objectives], user_attrs=attrs))
     else:
         study.add_trial(create_trial(state=state, user_attrs={**attrs, "failure": spec["failure"]}))
 
@@ -63,13 +65,15 @@ def make_study(out_root: Path, name: str, trials: list[dict], *, objectives=tupl
     folder.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(study_name=name, storage=f"sqlite:///{folder / 'study.db'}",
                                 directions=[DIRECTIONS[o] for o in objectives])
-    study.set_metric_names(list(objectives))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(objectives))
     for key, value in dict(space="hilo", task="polarity", model="tiny-llama", command=COMMAND, n_layers=N_LAYERS,
                            target_modules=list(LLAMA_TARGETS), layer_alphas=[3.1, 3.5, 4.2, 4.8]).items():
         study.set_user_attr(key, value)
     shapes = module_shapes(tiny_llama(N_LAYERS), LLAMA_TARGETS)
     for spec in trials:
-        add_trial(study, spec, shapes)
+        add_trial(study, spec, shapes, objectives)
     return study
 
 

@@ -10,6 +10,7 @@ from optuna.trial import TrialState, create_trial
 
 from reports.load import StudyError, load, open_study, read_study
 
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 DIRECTIONS = {"accuracy": "maximize", "trainable": "minimize", "active": "minimize"}
 
 
