@@ -21,7 +21,7 @@ import triton.language as tl
 # Read once, as Triton itself does when the ``@triton.jit`` functions below are defined.
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 _MAX_BLOCK_R = 128  # the whole stacked rank of usual configs sits in one tile: x is read once
-_TARGET_PROGRAMS = 512  # the token-split of the outer kernel aims for this many programs
+_TARGET_PROGRAMS = 256  # the token split of the outer kernel aims for about two waves of programs
 
 
 def _empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -64,7 +64,11 @@ def _meta(name: str) -> dict[str, int]:
     return _INTERPRET_META[name] if _INTERPRET else {}
 
 
-@_autotune(_shrink_configs, key=["K", "R"])
+# Offsets: a tile's first token row is a 64-bit scalar base (tokens x width can pass 2^31); offsets
+# inside a tile stay 32-bit, which halves the registers that per-element pointers would take.
+
+
+@_autotune(_shrink_configs, key=["K", "R", "BACKWARD"])
 @triton.jit
 def _shrink_kernel(p_ptr, v_ptr, w_ptr, seg_ptr, fac_ptr, h_ptr, out_ptr, g_ptr,
                    T, K, R, stride_pt, stride_pk, stride_vk, stride_vr, stride_wt, stride_wn,
@@ -75,95 +79,100 @@ def _shrink_kernel(p_ptr, v_ptr, w_ptr, seg_ptr, fac_ptr, h_ptr, out_ptr, g_ptr,
     Forward (P = x, V = A^T): store ``h = acc`` (fp32) and ``out = acc * s``.
     Backward (P = dy, V = B): store ``out = dh = acc * s`` and ``g = acc * h * alpha / r``.
     """
-    pid_t = tl.program_id(0)
-    pid_r = tl.program_id(1)
-    offs_t = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
-    offs_r = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
+    t0 = tl.program_id(0).to(tl.int64) * BLOCK_T
+    offs_t = tl.arange(0, BLOCK_T)
+    offs_r = tl.program_id(1) * BLOCK_R + tl.arange(0, BLOCK_R)
     offs_k = tl.arange(0, BLOCK_K)
-    mask_t = offs_t < T
+    mask_t = offs_t < T - t0
     mask_r = offs_r < R
-    rows = offs_t.to(tl.int64)
-    p_ptrs = p_ptr + rows[:, None] * stride_pt + offs_k[None, :] * stride_pk
-    v_ptrs = v_ptr + offs_k[:, None] * stride_vk + offs_r[None, :] * stride_vr
+    p_tile = p_ptr + t0 * stride_pt
     acc = tl.zeros((BLOCK_T, BLOCK_R), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
-        mask_k = offs_k < K - k0
-        p = tl.load(p_ptrs, mask=mask_t[:, None] & mask_k[None, :], other=0.0)
-        v = tl.load(v_ptrs, mask=mask_k[:, None] & mask_r[None, :], other=0.0)
+        ks = k0 + offs_k
+        p = tl.load(p_tile + offs_t[:, None] * stride_pt + ks[None, :] * stride_pk,
+                    mask=mask_t[:, None] & (ks < K)[None, :], other=0.0)
+        v = tl.load(v_ptr + ks[:, None] * stride_vk + offs_r[None, :] * stride_vr,
+                    mask=(ks < K)[:, None] & mask_r[None, :], other=0.0)
         if UPCAST:
             p = p.to(tl.float32)
             v = v.to(tl.float32)
         acc = tl.dot(p, v, acc, input_precision=PRECISION)
-        p_ptrs += BLOCK_K * stride_pk
-        v_ptrs += BLOCK_K * stride_vk
     mask = mask_t[:, None] & mask_r[None, :]
     seg = tl.load(seg_ptr + offs_r, mask=mask_r, other=0)
     fac = tl.load(fac_ptr + offs_r, mask=mask_r, other=0.0)
-    w = tl.load(w_ptr + rows[:, None] * stride_wt + seg[None, :] * stride_wn, mask=mask, other=0.0)
+    w = tl.load(w_ptr + t0 * stride_wt + offs_t[:, None] * stride_wt + seg[None, :] * stride_wn, mask=mask,
+                other=0.0)
     scale = w.to(tl.float32) * fac[None, :]
-    tr_offs = rows[:, None] * R + offs_r[None, :]  # every (tokens, R) buffer is contiguous
-    tl.store(out_ptr + tr_offs, (acc * scale).to(out_ptr.dtype.element_ty), mask=mask)
+    tile = offs_t[:, None] * R + offs_r[None, :]  # every (tokens, R) buffer is contiguous
+    tl.store(out_ptr + t0 * R + tile, (acc * scale).to(out_ptr.dtype.element_ty), mask=mask)
     if BACKWARD:
-        h = tl.load(h_ptr + tr_offs, mask=mask, other=0.0)
-        tl.store(g_ptr + tr_offs, acc * h * fac[None, :], mask=mask)
+        h = tl.load(h_ptr + t0 * R + tile, mask=mask, other=0.0)
+        tl.store(g_ptr + t0 * R + tile, acc * h * fac[None, :], mask=mask)
     else:
-        tl.store(h_ptr + tr_offs, acc, mask=mask)
+        tl.store(h_ptr + t0 * R + tile, acc, mask=mask)
 
 
 @_autotune(_expand_configs, key=["M", "R"])
 @triton.jit
-def _expand_kernel(q_ptr, w_ptr, out_ptr, T, M, R, stride_wm, stride_wr, stride_ot, stride_om,
-                   UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+def _expand_kernel(q_ptr, w_ptr, base_ptr, out_ptr, T, M, R, stride_wm, stride_wr, stride_bt, stride_bm,
+                   stride_ot, stride_om, HAS_BASE: tl.constexpr, UPCAST: tl.constexpr,
+                   PRECISION: tl.constexpr,
                    BLOCK_T: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_R: tl.constexpr):
-    """``out[t, m] = sum_j Q[t, j] W[m, j]``: Q the contiguous (tokens, R) buffer, W (M, R) by strides."""
-    pid_t = tl.program_id(0)
-    pid_m = tl.program_id(1)
-    offs_t = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    """``out[t, m] = base[t, m] + sum_j Q[t, j] W[m, j]``: Q the contiguous (tokens, R) buffer, W (M, R).
+
+    Adding the base layer's output here saves the separate add's extra read and write of (tokens, M).
+    """
+    t0 = tl.program_id(0).to(tl.int64) * BLOCK_T
+    offs_t = tl.arange(0, BLOCK_T)
+    offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_r = tl.arange(0, BLOCK_R)
-    mask_t = offs_t < T
+    mask_t = offs_t < T - t0
     mask_m = offs_m < M
-    rows = offs_t.to(tl.int64)
+    q_tile = q_ptr + t0 * R
     acc = tl.zeros((BLOCK_T, BLOCK_M), dtype=tl.float32)
     for r0 in range(0, R, BLOCK_R):
-        mask_r = offs_r < R - r0
-        q = tl.load(q_ptr + rows[:, None] * R + (r0 + offs_r)[None, :],
-                    mask=mask_t[:, None] & mask_r[None, :], other=0.0)
-        wt = tl.load(w_ptr + (r0 + offs_r)[:, None] * stride_wr + offs_m[None, :] * stride_wm,
-                     mask=mask_r[:, None] & mask_m[None, :], other=0.0)
+        rs = r0 + offs_r
+        q = tl.load(q_tile + offs_t[:, None] * R + rs[None, :], mask=mask_t[:, None] & (rs < R)[None, :],
+                    other=0.0)
+        wt = tl.load(w_ptr + rs[:, None] * stride_wr + offs_m[None, :] * stride_wm,
+                     mask=(rs < R)[:, None] & mask_m[None, :], other=0.0)
         if UPCAST:
             q = q.to(tl.float32)
             wt = wt.to(tl.float32)
         acc = tl.dot(q, wt, acc, input_precision=PRECISION)
-    tl.store(out_ptr + rows[:, None] * stride_ot + offs_m[None, :] * stride_om,
-             acc.to(out_ptr.dtype.element_ty), mask=mask_t[:, None] & mask_m[None, :])
+    mask = mask_t[:, None] & mask_m[None, :]
+    if HAS_BASE:
+        base = tl.load(base_ptr + t0 * stride_bt + offs_t[:, None] * stride_bt + offs_m[None, :] * stride_bm,
+                       mask=mask, other=0.0)
+        acc += base.to(tl.float32)
+    tl.store(out_ptr + t0 * stride_ot + offs_t[:, None] * stride_ot + offs_m[None, :] * stride_om,
+             acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @_autotune(_outer_configs, key=["M", "R"])
 @triton.jit
-def _outer_kernel(p_ptr, q_ptr, out_ptr, T, M, R, SPLIT, stride_pt, stride_pm, stride_os, stride_om, stride_or,
+def _outer_kernel(p_ptr, q_ptr, out_ptr, T, M, R, SPLIT, stride_pt, stride_pm, stride_os, stride_om,
+                  stride_or,
                   UPCAST: tl.constexpr, PRECISION: tl.constexpr,
                   BLOCK_T: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_R: tl.constexpr):
     """``out[s, m, j] = sum_{t in split s} P[t, m] Q[t, j]``; split s takes token tiles s, s + SPLIT, ...
 
     Splitting the token reduction keeps every SM busy when M * R alone gives too few tiles.
     """
-    pid_m = tl.program_id(0)
-    pid_r = tl.program_id(1)
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_r = tl.program_id(1) * BLOCK_R + tl.arange(0, BLOCK_R)
     pid_s = tl.program_id(2)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_r = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
+    offs_t = tl.arange(0, BLOCK_T)
     mask_m = offs_m < M
     mask_r = offs_r < R
     acc = tl.zeros((BLOCK_M, BLOCK_R), dtype=tl.float32)
-    for t0 in range(pid_s * BLOCK_T, T, BLOCK_T):
-        offs_t = t0 + tl.arange(0, BLOCK_T)
-        mask_t = offs_t < T
-        rows = offs_t.to(tl.int64)
-        pt = tl.load(p_ptr + rows[None, :] * stride_pt + offs_m[:, None] * stride_pm,
+    for t0 in range(pid_s * BLOCK_T, T, SPLIT * BLOCK_T):
+        mask_t = offs_t < T - t0
+        row0 = tl.cast(t0, tl.int64)  # t0 is a plain int when interpreted, a tensor when compiled
+        pt = tl.load(p_ptr + row0 * stride_pt + offs_t[None, :] * stride_pt + offs_m[:, None] * stride_pm,
                      mask=mask_m[:, None] & mask_t[None, :], other=0.0)
-        q = tl.load(q_ptr + rows[:, None] * R + offs_r[None, :], mask=mask_t[:, None] & mask_r[None, :],
-                    other=0.0)
+        q = tl.load(q_ptr + row0 * R + offs_t[:, None] * R + offs_r[None, :],
+                    mask=mask_t[:, None] & mask_r[None, :], other=0.0)
         if UPCAST:
             pt = pt.to(tl.float32)
             q = q.to(tl.float32)
@@ -176,28 +185,30 @@ def _outer_kernel(p_ptr, q_ptr, out_ptr, T, M, R, SPLIT, stride_pt, stride_pm, s
 def _segment_sum_kernel(g_ptr, seg_ptr, dw_ptr, T, R, N, stride_dt, stride_dn,
                         BLOCK_T: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr):
     """``dw[t, i] = sum_{j : seg[j] = i} g[t, j]``: the per-expert sums of the (tokens, R) router gradient."""
-    pid_t = tl.program_id(0)
-    offs_t = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
+    t0 = tl.program_id(0).to(tl.int64) * BLOCK_T
+    offs_t = tl.arange(0, BLOCK_T)
     offs_r = tl.arange(0, BLOCK_R)
     offs_n = tl.arange(0, BLOCK_N)
-    mask_t = offs_t < T
-    rows = offs_t.to(tl.int64)
+    mask_t = offs_t < T - t0
     acc = tl.zeros((BLOCK_T, BLOCK_N), dtype=tl.float32)
     for r0 in range(0, R, BLOCK_R):
-        mask_r = offs_r < R - r0
-        g = tl.load(g_ptr + rows[:, None] * R + (r0 + offs_r)[None, :], mask=mask_t[:, None] & mask_r[None, :],
-                    other=0.0)
-        seg = tl.load(seg_ptr + r0 + offs_r, mask=mask_r, other=-1)
+        rs = r0 + offs_r
+        g = tl.load(g_ptr + t0 * R + offs_t[:, None] * R + rs[None, :],
+                    mask=mask_t[:, None] & (rs < R)[None, :], other=0.0)
+        seg = tl.load(seg_ptr + rs, mask=rs < R, other=-1)
         onehot = (seg[:, None] == offs_n[None, :]).to(tl.float32)  # (BLOCK_R, BLOCK_N)
         acc += tl.sum(g[:, :, None] * onehot[None, :, :], axis=1)
-    tl.store(dw_ptr + rows[:, None] * stride_dt + offs_n[None, :] * stride_dn, acc.to(dw_ptr.dtype.element_ty),
-             mask=mask_t[:, None] & (offs_n < N)[None, :])
+    tl.store(dw_ptr + t0 * stride_dt + offs_t[:, None] * stride_dt + offs_n[None, :] * stride_dn,
+             acc.to(dw_ptr.dtype.element_ty), mask=mask_t[:, None] & (offs_n < N)[None, :])
 
 
 def _dot_options(dtype: torch.dtype) -> dict[str, object]:
-    """fp32 in IEEE precision (torch's fp32 matmul default, no TF32); bf16 upcast only when interpreting."""
+    """fp32 in IEEE precision (torch's fp32 matmul default, no TF32); bf16 upcast only when interpreting.
+
+    fp16/bf16 keep Triton's default (tensor cores); the precision option only concerns fp32 operands.
+    """
     upcast = _INTERPRET and dtype == torch.bfloat16
-    return {"UPCAST": upcast, "PRECISION": "ieee" if upcast or dtype == torch.float32 else "tf32"}
+    return {"UPCAST": upcast, "PRECISION": "ieee" if upcast or dtype == torch.float32 else None}
 
 
 def _block_r(R: int) -> int:
@@ -232,13 +243,18 @@ def shrink(p: torch.Tensor, v: torch.Tensor, weights: torch.Tensor, seg: torch.T
     return (out, g) if backward else (h_buf, out)
 
 
-def expand(q: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``q w^T`` for the contiguous ``q (tokens, R)`` and ``w (M, R)`` (any strides): ``(tokens, M)``."""
+def expand(q: torch.Tensor, w: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+    """``base + q w^T`` for the contiguous ``q (tokens, R)``, ``w (M, R)`` and ``base (tokens, M)`` or None.
+
+    The result has base's dtype when given (the base layer's output), else q's.
+    """
     T, R = q.shape
     M = w.shape[0]
-    out = _empty((T, M), q.dtype, q.device)
+    out = _empty((T, M), q.dtype if base is None else base.dtype, q.device)
+    base_strides = (0, 0) if base is None else base.stride()
     grid = lambda meta: (triton.cdiv(T, meta["BLOCK_T"]), triton.cdiv(M, meta["BLOCK_M"]))  # noqa: E731
-    _expand_kernel[grid](q, w, out, T, M, R, w.stride(0), w.stride(1), out.stride(0), out.stride(1),
+    _expand_kernel[grid](q, w, out if base is None else base, out, T, M, R, w.stride(0), w.stride(1),
+                         *base_strides, out.stride(0), out.stride(1), HAS_BASE=base is not None,
                          BLOCK_R=_block_r(R), **_dot_options(q.dtype), **_meta("expand"))
     return out
 
@@ -278,17 +294,19 @@ class MoLoRAFunction(torch.autograd.Function):
     """The fused MoLoRA delta with gradients to ``x``, ``A``, ``B`` and the router ``weights``."""
 
     @staticmethod
-    def forward(ctx, x, A, B, weights, ranks, alpha):
+    def forward(ctx, x, A, B, weights, ranks, alpha, base):
         assert x.dtype == A.dtype == B.dtype, "x, A and B share one dtype (MoLoRALinear casts x to A's)"
         assert A.shape[0] == B.shape[1] == sum(ranks) and weights.shape == (x.shape[0], len(ranks))
         seg, fac = segments(tuple(ranks), float(alpha), x.device)
         h, hs = shrink(x, A.t(), weights, seg, fac)
         ctx.save_for_backward(x, A, B, weights, seg, fac, h, hs)
-        return expand(hs, B)
+        return expand(hs, B, base)
 
     @staticmethod
     def backward(ctx, dy):
         x, A, B, weights, seg, fac, h, hs = ctx.saved_tensors
+        d_base = dy if ctx.needs_input_grad[6] else None
+        dy = dy.to(x.dtype)  # a no-op unless base (hence dy) has another dtype than the adapter
         need_x, need_A, need_B, need_w = ctx.needs_input_grad[:4]
         dx = dA = dB = dw = None
         if need_B:
@@ -302,10 +320,15 @@ class MoLoRAFunction(torch.autograd.Function):
                 outer(x, dh, dA.t())
             if need_w:
                 dw = segment_sum(g, seg, weights.shape[1], weights.dtype)
-        return dx, dA, dB, dw, None, None
+        return dx, dA, dB, dw, None, None, d_base
 
 
 def molora_triton_delta(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, weights: torch.Tensor,
-                        ranks: tuple[int, ...], alpha: float) -> torch.Tensor:
-    """The kernels/reference.py contract on the fused Triton path (device tensors, or CPU when interpreting)."""
-    return MoLoRAFunction.apply(x, A, B, weights, tuple(ranks), alpha)
+                        ranks: tuple[int, ...], alpha: float,
+                        base: torch.Tensor | None = None) -> torch.Tensor:
+    """The kernels/reference.py contract on the fused Triton path (device tensors, or CPU when interpreting).
+
+    With ``base (tokens, d_out)`` (the frozen layer's output) it returns ``base + delta`` in base's dtype,
+    the add fused into the second GEMM's epilogue.
+    """
+    return MoLoRAFunction.apply(x, A, B, weights, tuple(ranks), alpha, base)

@@ -12,6 +12,9 @@ import torch
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
 import types  # noqa: E402
 
 import pytest  # noqa: E402
@@ -97,7 +100,7 @@ CASES = [  # tokens, d_in, d_out, ranks, router kind: shapes off every block siz
     (37, 70, 90, HETERO, "topp"),
     (300, 70, 90, HETERO, "topk"),  # > 128 tokens: the dA/dB reduction is split over token ranges
     (129, 33, 17, (3, 5), "threshold"),  # dims below one tile
-    (61, 100, 33, (1,) * 16, "topk"),  # 16 experts of rank 1
+    (61, 100, 33, (1, 2, 3, 4) * 4, "topk"),  # 16 experts, R = 40 spans two rank chunks of dw
     pytest.param(300, 100, 33, (16,) * 16, "topp", marks=slow),  # R = 256: two rank tiles in shrink
     pytest.param(200, 130, 70, (8,) * 8, "topk", marks=slow),  # MoLA shape: 8 experts x rank 8, top-2
     pytest.param(300, 70, 90, (7, 1, 3), "dense", marks=slow),
@@ -138,6 +141,21 @@ def test_strided_inputs():
     check(x_t, A_s, B_t, w_t, dy_t, HETERO, torch.float32)
 
 
+def test_base_output_added_in_the_epilogue():
+    """``base=`` returns base + delta in base's dtype; base's gradient is dy, the others are unchanged."""
+    x, A, B, weights, dy = inputs(45, 70, 90, HETERO, "topk", torch.float16)
+    base = torch.randn(45, 90, device=DEVICE).t().contiguous().t().requires_grad_()
+    leaves = [t.detach().clone().requires_grad_() for t in (x, A, B, weights)]
+    out = molora_triton.molora_triton_delta(*leaves, HETERO, ALPHA, base=base)
+    assert out.dtype == torch.float32
+    grads = torch.autograd.grad(out, [base, *leaves], dy.float())
+    alone = molora_triton.molora_triton_delta(*leaves, HETERO, ALPHA)
+    assert torch.allclose(out, base + alone.float(), atol=1e-2, rtol=0)  # alone is rounded to fp16
+    assert torch.equal(grads[0], dy.float())
+    for got, want in zip(grads[1:], torch.autograd.grad(alone, leaves, dy)):
+        assert torch.equal(got, want)
+
+
 def test_router_parameters_get_their_gradient():
     """Weights carry the router's gradient: the gate and threshold parameters match the loop path."""
     x, A, B, _, dy = inputs(33, 70, 90, HETERO, "threshold", torch.float32)
@@ -176,7 +194,8 @@ def test_dispatch_opt_out(monkeypatch):
     assert not dispatch.triton_applies(fake_cuda)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device: dispatch sends only CUDA tensors")
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="needs a CUDA device: dispatch sends only CUDA tensors")
 def test_dispatch_sends_cuda_tensors_to_triton(monkeypatch):
     calls = []
     monkeypatch.setattr(molora_triton, "molora_triton_delta",
@@ -184,3 +203,48 @@ def test_dispatch_sends_cuda_tensors_to_triton(monkeypatch):
     x, A, B, weights, _ = inputs(9, 20, 12, HETERO, "topk", torch.float32)
     dispatch.molora_delta(x, A, B, weights, HETERO, ALPHA)
     assert calls == [1]
+
+
+COMPILE_FOR_HOPPER = textwrap.dedent("""
+    from triton import compile
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from triton.runtime.autotuner import Autotuner
+    from hilo_core.kernels import molora_triton as mt
+
+    def build(kernel, pointers, constexprs, num_warps=4):
+        fn = kernel.fn if isinstance(kernel, Autotuner) else kernel
+        sig = {a: "constexpr" if a in constexprs else "*" + pointers[a] if a in pointers else "i32"
+               for a in fn.arg_names}
+        compiled = compile(ASTSource(fn, sig, constexprs), target=GPUTarget("cuda", 90, 32),
+                           options={"num_warps": num_warps, "num_stages": 3})
+        assert compiled.asm["cubin"], fn.__name__
+
+    bf16 = dict(UPCAST=False, PRECISION=None, BLOCK_R=64)
+    for backward in (False, True):
+        build(mt._shrink_kernel, dict(p_ptr="bf16", v_ptr="bf16", w_ptr="fp32", seg_ptr="i32", fac_ptr="fp32",
+                                      h_ptr="fp32", out_ptr="bf16", g_ptr="fp32"),
+              dict(BACKWARD=backward, BLOCK_T=64, BLOCK_K=64, **bf16))
+    build(mt._expand_kernel, dict(q_ptr="bf16", w_ptr="bf16", base_ptr="fp32", out_ptr="fp32"),
+          dict(HAS_BASE=True, BLOCK_T=64, BLOCK_M=128, **bf16))
+    build(mt._outer_kernel, dict(p_ptr="bf16", q_ptr="bf16", out_ptr="fp32"),
+          dict(BLOCK_T=64, BLOCK_M=64, **bf16))
+    build(mt._segment_sum_kernel, dict(g_ptr="fp32", seg_ptr="i32", dw_ptr="fp32"),
+          dict(BLOCK_T=16, BLOCK_R=32, BLOCK_N=8))
+    print("compiled")
+""")
+
+
+@pytest.mark.slow
+def test_kernels_compile_for_hopper():
+    """The interpreter skips code generation: compile each kernel (bf16) to an sm_90 cubin, offline.
+
+    Triton ships ptxas, so this needs no GPU; it runs in a subprocess because this process interprets.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-c", COMPILE_FOR_HOPPER], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+    if last.startswith(("ModuleNotFoundError", "ImportError")) or ("ptxas" in last and "not found" in last):
+        pytest.skip(f"this triton cannot compile for sm_90 without a GPU: {last}")
+    assert done.returncode == 0 and "compiled" in done.stdout, done.stderr[-3000:]
