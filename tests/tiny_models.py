@@ -28,3 +28,22 @@ def tiny_bert(n_layers: int = 2, *, seed: int = 0):
     config = BertConfig(hidden_size=48, num_hidden_layers=n_layers, num_attention_heads=4, intermediate_size=80,
                         vocab_size=128, max_position_embeddings=64)
     return BertModel(config).eval()
+
+
+def save_tiny_causal_lm(folder, words, *, n_layers: int = 4, seed: int = 0):
+    """A tiny Llama and a word-level tokenizer over ``words`` saved as an HF folder (``--model PATH``)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<pad>", "<s>", "</s>"]
+    vocab = {w: i for i, w in enumerate(specials + sorted(set(words) - set(specials)))}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", pad_token="<pad>",
+                                        bos_token="<s>", eos_token="</s>")
+    model = tiny_llama(n_layers, seed=seed)
+    model.resize_token_embeddings(len(vocab))
+    model.config.pad_token_id, model.config.bos_token_id, model.config.eos_token_id = 1, 2, 3
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -1,0 +1,105 @@
+"""`python -m search.run --space hilo --budget N`: a multi-objective search over MoLoRA layouts.
+
+Seeds (the published rules) run first, then the sampler; every finished trial is in the storage before
+the next starts, and ``--resume`` continues a study where it stopped. Output: reports/out/<study>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Sequence
+
+import optuna
+from rich.console import Console
+
+from objectives import DIRECTIONS
+
+from .study import DEFAULT_OUT_ROOT, SearchInputError
+
+SAMPLERS = ("nsga2", "tpe", "random", "gp")
+BACKENDS = ("optuna", "ray")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from .pruning import PRUNERS
+
+    p = argparse.ArgumentParser(prog="python -m search.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--space", default="hilo", help="built-in space (uniform, mola, alphalora, hilo, free) or a"
+                   " YAML/JSON space file (default: hilo)")
+    p.add_argument("--budget", type=int, default=None, help="total trials in the study, seeds included")
+    p.add_argument("--budget-hours", type=float, default=None, help="wall-clock budget for this run, in hours")
+    p.add_argument("--task", default="analogy", help="built-in task (analogy, polarity, newsgroups) or a"
+                   " JSONL/CSV file or datasets folder (default: analogy)")
+    p.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M), a local folder or an HF id")
+    p.add_argument("--targets", default=None, help="comma-separated module names to adapt (default: Llama's"
+                   " q,k,v,o,gate,up,down projections)")
+    p.add_argument("--objectives", default=",".join(DIRECTIONS),
+                   help=f"comma-separated subset of {','.join(DIRECTIONS)}; directions are implied")
+    p.add_argument("--sampler", default="nsga2", choices=SAMPLERS)
+    p.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite file in the study folder)")
+    p.add_argument("--study", default=None, help="study name (default: <space>-<task>)")
+    p.add_argument("--out-root", default=str(DEFAULT_OUT_ROOT), help="folder holding one folder per study")
+    p.add_argument("--resume", action="store_true", help="continue the study if it exists (else start it)")
+    p.add_argument("--fidelity", type=int, default=40, help="optimiser steps per trial (default: 40)")
+    p.add_argument("--batch-size", type=int, default=8, help="training examples per step (default: 8)")
+    p.add_argument("--eval-examples", type=int, default=200, help="validation examples scored per trial")
+    p.add_argument("--pruner", default="none", choices=PRUNERS)
+    p.add_argument("--max-trainable", type=float, default=None, help="trainable-parameter budget (constraint)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampler, the data split and the training")
+    p.add_argument("--backend", default="optuna", choices=BACKENDS)
+    p.add_argument("--workers", type=int, default=1, help="parallel trials (processes / Ray trials)")
+    p.add_argument("--ray-address", default=None, help="existing Ray cluster (ray://host:port); default: local")
+    p.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
+    return p.parse_args(argv)
+
+
+def check_args(args: argparse.Namespace) -> tuple[str, ...]:
+    """Validate what argparse cannot; returns the objective names in DIRECTIONS order."""
+    if args.budget is None and args.budget_hours is None:
+        raise SearchInputError("give --budget N (trials) and/or --budget-hours H")
+    if args.budget is not None and args.budget <= 0:
+        raise SearchInputError(f"--budget must be a positive number of trials, got {args.budget}")
+    if args.budget_hours is not None and not args.budget_hours > 0:
+        raise SearchInputError(f"--budget-hours must be positive, got {args.budget_hours}")
+    for name in ("fidelity", "batch_size", "eval_examples", "workers"):
+        if getattr(args, name) <= 0:
+            raise SearchInputError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    names = [n.strip() for n in args.objectives.split(",") if n.strip()]
+    unknown = [n for n in names if n not in DIRECTIONS]
+    if not names or unknown or len(set(names)) != len(names):
+        raise SearchInputError(f"--objectives must be a comma-separated subset of {list(DIRECTIONS)},"
+                               f" got {args.objectives!r}")
+    if args.max_trainable is not None and not args.max_trainable > 0:
+        raise SearchInputError(f"--max-trainable must be positive, got {args.max_trainable}")
+    return tuple(n for n in DIRECTIONS if n in names)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console(stderr=False)
+    try:
+        objectives = check_args(args)
+        from .driver import run_search
+
+        study = run_search(args, objectives, console=console,
+                           command="python -m search.run " + " ".join(map(shlex.quote, sys.argv[1:] if argv is None
+                                                                          else argv)))
+    except SearchInputError as err:
+        console.print(f"[red]error:[/] {err}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted:[/] finished trials are stored; rerun with --resume to continue")
+        return 130
+    completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not completed:
+        console.print(f"[red]error:[/] every trial of study {study.study_name!r} failed or was pruned;"
+                      " see the failure reasons above")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
