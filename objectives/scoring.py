@@ -38,7 +38,7 @@ def _rows(encoded: Sequence[EncodedExample]) -> list[_Row]:
 def choice_scores(model: nn.Module, encoded: Sequence[EncodedExample], *, pad_id: int, device: torch.device,
                   batch_rows: int = 32) -> list[list[float]]:
     """Mean log-probability of each choice's tokens given its prompt, per question."""
-    scores = [[0.0] * len(e.choices) for e in encoded]
+    sums = [[0.0] * len(e.choices) for e in encoded]
     rows = sorted(_rows(encoded), key=lambda r: len(r.ids))  # similar lengths pad less; sort is stable
     was_training = model.training
     model.eval()
@@ -46,22 +46,23 @@ def choice_scores(model: nn.Module, encoded: Sequence[EncodedExample], *, pad_id
         for start in range(0, len(rows), batch_rows):
             batch = rows[start:start + batch_rows]
             keep = max(r.n_cont for r in batch) + 1
-            logp = tail_logits(model, [r.ids for r in batch], keep, pad_id=pad_id,
-                               device=device).log_softmax(-1).cpu()
+            # (question, choice, row, position, token) for every token log-prob the batch must deliver
+            wanted: list[tuple[int, int, int, int, int]] = []
             for i, r in enumerate(batch):
                 end_of_prompt = keep - 1 - r.n_cont  # this position predicts the first continuation token
                 e = encoded[r.question]
                 if r.choice is not None:
-                    tokens = torch.tensor(e.choices[r.choice])
-                    positions = torch.arange(end_of_prompt, end_of_prompt + r.n_cont)
-                    scores[r.question][r.choice] = float(logp[i, positions, tokens].mean())
+                    wanted += [(r.question, r.choice, i, end_of_prompt + k, t)
+                               for k, t in enumerate(e.choices[r.choice])]
                 if r.anchor:
-                    for j, c in enumerate(e.choices):
-                        if len(c) == 1:
-                            scores[r.question][j] = float(logp[i, end_of_prompt, c[0]])
+                    wanted += [(r.question, j, i, end_of_prompt, c[0]) for j, c in enumerate(e.choices) if len(c) == 1]
+            logp = tail_logits(model, [r.ids for r in batch], keep, pad_id=pad_id, device=device).log_softmax(-1)
+            index = torch.tensor([w[2:] for w in wanted], device=logp.device)
+            for (q, j, *_), value in zip(wanted, logp[index[:, 0], index[:, 1], index[:, 2]].tolist()):
+                sums[q][j] += value
     finally:
         model.train(was_training)
-    return scores
+    return [[total / len(c) for total, c in zip(row, e.choices)] for row, e in zip(sums, encoded)]
 
 
 def accuracy(model: nn.Module, encoded: Sequence[EncodedExample], *, pad_id: int, device: torch.device,

@@ -1,0 +1,124 @@
+"""evaluate(config, task, fidelity): inject, fine-tune briefly, score, count parameters, restore the model.
+
+The base model is loaded once per process (keyed by name) and shared by every trial; adapters are
+ejected in a ``finally`` so no trial's weights reach the next, whatever the trial raised.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from hilo_core import MoLoRAConfig, count_active, count_trainable, eject, inject
+from hilo_core.models import DEFAULT_MODEL, load_model
+
+from .fidelity import Fidelity
+from .metrics import Metrics
+from .registry import get_task
+from .scoring import accuracy
+from .sequences import EncodedExample, encode
+from .task import Task
+from .train import train
+
+_BASE_MODELS: dict[str, tuple[nn.Module, Any]] = {}
+
+
+def base_model(name: str = DEFAULT_MODEL) -> tuple[nn.Module, Any]:
+    """``(model, tokenizer)`` loaded once per process: on the GPU when there is one, else the CPU."""
+    if name not in _BASE_MODELS:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        _BASE_MODELS[name] = load_model(name, device=device)
+    return _BASE_MODELS[name]
+
+
+def _activity_batch(encoded: list[EncodedExample], max_length: int, device: torch.device) -> torch.Tensor:
+    """Real evaluation tokens without padding (padding would skew data-dependent routers' counts):
+    correct-answer sequences of validation examples joined into one row of up to ``max_length`` tokens."""
+    ids: list[int] = []
+    for e in encoded:
+        ids.extend(e.sequence(e.answer))
+        if len(ids) >= max_length:
+            break
+    return torch.tensor([ids[:max_length]], dtype=torch.long, device=device)
+
+
+def _peak_memory(device: torch.device) -> int:
+    """Bytes: peak GPU memory allocated during the trial, or the process's peak RSS on the CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def evaluate(config: MoLoRAConfig, task: Task | str, fidelity: Fidelity, *, seed: int = 0,
+             model: str = DEFAULT_MODEL, on_eval: Callable[[int, float], None] | None = None) -> Metrics:
+    """Fine-tune ``config``'s adapters on ``task`` for ``fidelity.steps`` and measure them.
+
+    Args:
+        config: the adapter layout; its layer count must match the model's.
+        task: a Task, a built-in task name (``objectives.TASKS``) or a path to user data.
+        fidelity: steps, batch sizes, learning rates and evaluation sizes.
+        seed: seeds adapter init, dropout and data order; same inputs + seed -> same Metrics on the CPU
+            (timings aside).
+        model: ``default`` (embedded SmolLM2-135M), a local folder or an HF id.
+        on_eval: called as ``on_eval(step, validation_accuracy)`` every ``fidelity.eval_every`` steps;
+            it may raise (``optuna.TrialPruned``) to stop the trial.
+
+    Returns:
+        Metrics; ``accuracy`` on the validation split, ``test_accuracy`` on the test split.
+
+    Raises:
+        TrialFailed: non-finite loss or weights. Whatever ``on_eval`` raises is re-raised. In every case
+            the adapters are ejected first and the base model is as it was.
+        TaskDataError: malformed user data, before any model is loaded.
+    """
+    if not isinstance(config, MoLoRAConfig):
+        raise TypeError(f"config must be a MoLoRAConfig, got {type(config).__name__}")
+    if not isinstance(fidelity, Fidelity):
+        raise TypeError(f"fidelity must be a Fidelity, got {type(fidelity).__name__}")
+    task = get_task(task)
+    base, tokenizer = base_model(model)
+    device = next(base.parameters()).device
+    pad_id = tokenizer.pad_token_id
+    train_set = encode(tokenizer, task.train, max_length=fidelity.max_length)
+    val_set = encode(tokenizer, task.validation[:fidelity.max_eval_examples], max_length=fidelity.max_length)
+    test_set = encode(tokenizer, task.test[:fidelity.max_test_examples], max_length=fidelity.max_length)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    eval_seconds = 0.0
+    last_eval: tuple[int, float] | None = None
+
+    def score(encoded: list[EncodedExample]) -> float:
+        nonlocal eval_seconds
+        started = time.perf_counter()
+        acc = accuracy(base, encoded, pad_id=pad_id, device=device, batch_rows=fidelity.eval_batch_size)
+        eval_seconds += time.perf_counter() - started
+        return acc
+
+    def report(step: int) -> None:
+        nonlocal last_eval
+        last_eval = (step, score(val_set))
+        on_eval(*last_eval)
+
+    torch.manual_seed(seed)  # adapter init and dropout draw from the global generator
+    inject(base, config)
+    try:
+        result = train(base, train_set, fidelity, seed=seed, pad_id=pad_id, device=device,
+                       on_step=report if on_eval is not None else None)
+        val_acc = last_eval[1] if last_eval and last_eval[0] == result.steps else score(val_set)
+        test_acc = score(test_set) if test_set else None
+        trainable = count_trainable(base)
+        active = count_active(base, _activity_batch(val_set, fidelity.max_length, device))
+    finally:
+        eject(base)
+        base.eval()
+    return Metrics(accuracy=val_acc, trainable_params=trainable, active_params=float(active),
+                   train_seconds=result.seconds, tokens_per_second=result.tokens / max(result.seconds, 1e-9),
+                   peak_memory=_peak_memory(device), steps=result.steps, test_accuracy=test_acc,
+                   eval_seconds=eval_seconds, final_loss=result.final_loss)

@@ -1,0 +1,103 @@
+"""The short fine-tune: AdamW over the adapters (own lr for routers), LM loss on the answer tokens
+plus the routers' weighted load-balancing loss, gradient accumulation and clipping, seeded data order.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from hilo_core import aux_loss, molora_modules
+
+from .fidelity import Fidelity
+from .sequences import EncodedExample, answer_loss
+
+
+class TrialFailed(RuntimeError):
+    """Training could not go on (non-finite loss or gradients); ``reason`` says why. The model is restored."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    steps: int
+    seconds: float  # time in training steps only; on_step callbacks are not counted
+    tokens: int  # real (unpadded) tokens seen
+    final_loss: float  # mean answer loss over the last (up to) 10 steps
+
+
+def optimizer_groups(model: nn.Module, fidelity: Fidelity) -> list[dict]:
+    """Experts at ``lr``, routers (``router.*`` in each ``adapter_params()``) at ``router_lr``."""
+    experts, routers = [], []
+    for _, module in molora_modules(model):
+        for name, param in module.adapter_params().items():
+            (routers if name.startswith("router.") else experts).append(param)
+    if not experts:
+        raise ValueError("model has no MoLoRA adapters to train: call hilo_core.inject first")
+    groups = [{"params": experts, "lr": fidelity.lr}]
+    if routers:
+        groups.append({"params": routers, "lr": fidelity.router_lr})
+    return groups
+
+
+def _batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
+    """Endless seeded batches of indices: a fresh permutation each epoch, batches may span two epochs."""
+    generator = torch.Generator().manual_seed(seed)
+    stream: list[int] = []
+    while True:
+        while len(stream) < batch_size:
+            stream.extend(torch.randperm(n, generator=generator).tolist())
+        yield stream[:batch_size]
+        stream = stream[batch_size:]
+
+
+def train(model: nn.Module, examples: Sequence[EncodedExample], fidelity: Fidelity, *, seed: int, pad_id: int,
+          device: torch.device, on_step: Callable[[int], None] | None = None) -> TrainResult:
+    """Train the injected adapters for ``fidelity.steps``; ``on_step(step)`` runs every ``eval_every``.
+
+    Raises:
+        TrialFailed: a non-finite loss or gradient norm.
+    """
+    if not examples:
+        raise ValueError("train needs at least one example")
+    optimizer = torch.optim.AdamW(optimizer_groups(model, fidelity), weight_decay=fidelity.weight_decay)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    batches = _batches(len(examples), fidelity.batch_size, seed)
+    seconds, tokens, recent = 0.0, 0, []
+    model.train()
+    for step in range(1, fidelity.steps + 1):
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        step_loss = 0.0
+        for _ in range(fidelity.grad_accum):
+            batch = [examples[i] for i in next(batches)]
+            lm_loss, n_tokens = answer_loss(model, batch, pad_id=pad_id, device=device)
+            loss = lm_loss + fidelity.aux_weight * aux_loss(model).to(lm_loss.device)
+            if not torch.isfinite(loss):
+                raise TrialFailed(f"loss is {loss.item()} at step {step} (lm {lm_loss.item():.4g}); "
+                                  f"lower lr ({fidelity.lr}) or router_lr ({fidelity.router_lr})")
+            (loss / fidelity.grad_accum).backward()
+            step_loss += lm_loss.item() / fidelity.grad_accum
+            tokens += n_tokens
+        if fidelity.max_grad_norm > 0:
+            norm = torch.nn.utils.clip_grad_norm_(params, fidelity.max_grad_norm)
+            if not torch.isfinite(norm):
+                raise TrialFailed(f"gradient norm is {norm.item()} at step {step}")
+        optimizer.step()
+        seconds += time.perf_counter() - started
+        recent = (recent + [step_loss])[-10:]
+        if on_step is not None and fidelity.eval_every and step % fidelity.eval_every == 0:
+            on_step(step)
+            model.train()
+    if not all(bool(torch.isfinite(p).all()) for p in params):
+        raise TrialFailed(f"adapter weights became non-finite by step {fidelity.steps}")
+    return TrainResult(steps=fidelity.steps, seconds=seconds, tokens=tokens,
+                       final_loss=sum(recent) / len(recent) if recent else math.nan)
