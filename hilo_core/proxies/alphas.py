@@ -6,7 +6,7 @@ same before and after ``inject``; results are cached on disk keyed by a hash of 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
@@ -23,11 +23,11 @@ from .hill import XMIN_SEARCHES, hill_alpha
 class LayerAlphas:
     """Per-layer mean alphas (iterating gives them, so it passes as ``alphas`` anywhere) and per-module alphas.
 
-    ``modules`` maps qualified module names (``model.layers.3.self_attn.q_proj``) to their alpha.
+    ``modules[i]`` maps the qualified names of layer i's linears (``model.layers.3.self_attn.q_proj``) to alphas.
     """
 
     layers: tuple[float, ...]
-    modules: dict[str, float] = field(default_factory=dict)
+    modules: tuple[dict[str, float], ...] = ()
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -38,13 +38,17 @@ class LayerAlphas:
     def __iter__(self) -> Iterator[float]:
         return iter(self.layers)
 
+    def module_alphas(self) -> dict[str, float]:
+        """Every module's alpha in one mapping, in model order."""
+        return {name: a for layer in self.modules for name, a in layer.items()}
+
     def to_json(self) -> dict:
-        return {"layers": list(self.layers), "modules": dict(self.modules)}
+        return {"layers": list(self.layers), "modules": [dict(m) for m in self.modules]}
 
     @classmethod
     def from_json(cls, data: dict) -> LayerAlphas:
         return cls(layers=tuple(float(a) for a in data["layers"]),
-                   modules={k: float(v) for k, v in data["modules"].items()})
+                   modules=tuple({k: float(v) for k, v in m.items()} for m in data["modules"]))
 
 
 def target_weights(model: nn.Module, target_modules: Sequence[str]) -> list[tuple[int, str, torch.Tensor]]:
@@ -95,13 +99,15 @@ def layer_alphas(model: nn.Module, target_modules: Sequence[str] = LLAMA_TARGETS
 
     def compute() -> dict:
         eigs = esd_many([w for _, _, w in found], names=names, dtype=dtype)
-        modules = {name: hill_alpha(e, xmin_search=xmin_search) for name, e in zip(names, eigs)}
-        n_layers = max(i for i, _, _ in found) + 1
-        per_layer = [[modules[name] for i, name, _ in found if i == layer] for layer in range(n_layers)]
-        return LayerAlphas(layers=tuple(sum(a) / len(a) for a in per_layer), modules=modules).to_json()
+        alphas = [hill_alpha(e, xmin_search=xmin_search) for e in eigs]
+        modules: list[dict[str, float]] = [{} for _ in range(max(i for i, _, _ in found) + 1)]
+        for (layer, name, _), alpha in zip(found, alphas):
+            modules[layer][name] = alpha
+        layers = tuple(sum(m.values()) / len(m) for m in modules)
+        return LayerAlphas(layers=layers, modules=tuple(modules)).to_json()
 
     if not cache:
         return LayerAlphas.from_json(compute())
     key = {"proxy": "layer_alphas", "targets": sorted(set(target_modules)), "xmin_search": xmin_search,
            "dtype": str(dtype), "weights": weights_digest({name: w for _, name, w in found})}
-    return LayerAlphas.from_json(cached_json(key, compute))
+    return cached_json(key, compute, LayerAlphas.from_json)

@@ -11,14 +11,16 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, TypeVar
+
+T = TypeVar("T")
 
 import torch
 
 from ..models import cache_dir
 
 # Bump when a proxy's algorithm changes, so results computed by older code are not served.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: layer_alphas stores modules per layer
 
 
 def proxies_cache_dir() -> Path:
@@ -40,10 +42,11 @@ def weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     return hashlib.blake2b("".join(parts).encode(), digest_size=16).hexdigest()
 
 
-def cached_json(key: Mapping, compute: Callable[[], dict]) -> dict:
-    """``compute()`` once per ``key`` (a JSON-able mapping); later calls read the stored result.
+def cached_json(key: Mapping, compute: Callable[[], dict], parse: Callable[[dict], T] = lambda d: d) -> T:
+    """``parse(compute())`` once per ``key`` (a JSON-able mapping); later calls parse the stored result.
 
-    A file that is unreadable or holds another key (a hash collision) is recomputed and overwritten.
+    A file that is unreadable, holds another key (a hash collision) or that ``parse`` rejects (written by
+    another version of the code) is recomputed and overwritten.
     """
     full_key = {"version": CACHE_VERSION, **key}
     text = json.dumps(full_key, sort_keys=True)
@@ -51,12 +54,12 @@ def cached_json(key: Mapping, compute: Callable[[], dict]) -> dict:
     try:
         stored = json.loads(path.read_text())
         if stored["key"] == json.loads(text):
-            return stored["result"]
-    except (OSError, ValueError, KeyError, TypeError):
+            return parse(stored["result"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     result = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps({"key": full_key, "result": result}, indent=1))
     tmp.replace(path)
-    return result
+    return parse(result)

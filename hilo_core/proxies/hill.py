@@ -20,7 +20,7 @@ _RELATIVE_FLOOR = 1e-10
 _HIST_BINS = 100  # AlphaLoRA / weightwatcher's log10-histogram for the ESD peak
 _PEAK_WINDOW = (0.95, 1.5)  # candidates xmin in [0.95, 1.5] x the peak bin's left edge (AlphaLoRA)
 _MIN_TAIL = 2
-_MAX_CELLS = 1 << 24  # (candidates x eigenvalues) evaluated per block, bounds memory for "all"
+_MAX_CELLS = 1 << 20  # (candidates x eigenvalues) per block: 8 MiB temporaries stay in cache
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def power_law_fit(eigs, *, xmin_search: str = "peak") -> PowerLawFit:
         last = min(last, int(torch.searchsorted(x, torch.tensor(high, dtype=x.dtype, device=x.device),
                                                 right=True)) - 1)
         first = min(first, last)
-    positions = torch.arange(n, device=x.device)
+    positions = torch.arange(n, dtype=x.dtype, device=x.device)
     best: tuple[float, int, float] | None = None  # (D, i, alpha)
     block = max(1, _MAX_CELLS // n)
     for start in range(first, last + 1, block):
@@ -87,13 +87,11 @@ def power_law_fit(eigs, *, xmin_search: str = "peak") -> PowerLawFit:
         k = (n - cand).to(x.dtype)
         denom = suffix[cand] - k * logs[cand]
         alpha = torch.where(denom > 0, 1.0 + k / denom.clamp_min(1e-300), torch.full_like(k, math.inf))
-        offset = positions[None, :] - cand[:, None]  # (candidates, n): j - i
-        in_tail = offset >= 0
-        gap = (logs[None, :] - logs[cand][:, None]).clamp_min(0.0)
-        fitted = 1.0 - torch.exp((1.0 - alpha[:, None]) * gap)
-        empirical = offset.clamp_min(0).to(x.dtype) / k[:, None]
-        dist = torch.where(in_tail, (fitted - empirical).abs(), torch.zeros((), dtype=x.dtype, device=x.device))
-        ks = torch.where(torch.isfinite(alpha), dist.amax(dim=1), torch.full_like(k, math.inf))
+        # (candidates, n); left of each candidate the gap and the empirical CDF are 0, so |.| is 0 there.
+        fitted = (logs[None, :] - logs[cand][:, None]).clamp_(min=0.0).mul_(1.0 - alpha[:, None]).exp_()
+        empirical = (positions[None, :] - cand[:, None].to(x.dtype)).clamp_(min=0.0).div_(k[:, None])
+        ks = fitted.neg_().add_(1.0).sub_(empirical).abs_().amax(dim=1)  # 1 - (x/xmin)^(1-a) - (j-i)/k
+        ks = torch.where(torch.isfinite(alpha), ks, torch.full_like(k, math.inf))
         j = int(torch.argmin(ks))
         if best is None or ks[j].item() < best[0]:
             best = (ks[j].item(), int(cand[j]), alpha[j].item())
