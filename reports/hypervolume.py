@@ -41,17 +41,24 @@ def hypervolume_history(data: StudyData) -> tuple[list[int], list[float]]:
             best = min(best, v) if row.feasible else best
             history.append(REFERENCE - best)
         return [r.number for r in done], history
+    xs, ys = hypervolume_of(points, [r.feasible for r in done])
+    # the shadow study numbers its trials 0..n-1 in the same order as ``done``
+    return [done[i].number for i in xs], ys
+
+
+def hypervolume_of(points: list[list[float]], feasible: list[bool] | None = None) -> tuple[list[int], list[float]]:
+    """Hypervolume after each of ``points`` (already normalised, minimised, reference 1.1 per objective)."""
+    feasible = feasible or [True] * len(points)
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line for the shadow
     try:
-        shadow = optuna.create_study(directions=["minimize"] * len(data.objectives))
+        shadow = optuna.create_study(directions=["minimize"] * len(points[0]))
     finally:
         optuna.logging.set_verbosity(verbosity)
     shadow.add_trials([create_trial(state=TrialState.COMPLETE, values=p,
-                                    system_attrs={"constraints": [0.0 if r.feasible else 1.0]})
-                       for r, p in zip(done, points)])
+                                    system_attrs={"constraints": [0.0 if ok else 1.0]})
+                       for p, ok in zip(points, feasible)])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        figure = optuna.visualization.plot_hypervolume_history(shadow, [REFERENCE] * len(data.objectives))
-    # the shadow study numbers its trials 0..n-1 in the same order as ``done``
-    return [done[i].number for i in figure.data[0].x], [float(v) for v in figure.data[0].y]
+        figure = optuna.visualization.plot_hypervolume_history(shadow, [REFERENCE] * len(points[0]))
+    return [int(i) for i in figure.data[0].x], [float(v) for v in figure.data[0].y]
