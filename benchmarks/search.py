@@ -1,0 +1,144 @@
+"""Search benchmark (issue 7): hypervolume of the seeds alone vs random search vs NSGA-II / TPE, one run.
+
+Every arm starts from the same seed trials (evaluated once and copied into each arm's study: evaluation is
+deterministic for a config and seed), then spends the rest of the budget with its sampler. Hypervolume is
+measured in one normalised box shared by all arms (each objective scaled to [0, 1] over every trial of
+every arm, 0 best; reference point 1.1), so the arms compare. Also says whether each arm's front dominates
+every seed config (a seed that is itself on the front counts as not dominated).
+
+Usage: python -m benchmarks.search [--budget 20] [--fidelity 12] [--eval-examples 100]
+       [--arms random,nsga2,tpe]   (run from the repo root; as a script its name would hide the search package) [--out reports/out/bench-search]
+Each arm is a SQLite study in --out; a rerun reuses finished arms (resumes unfinished ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import optuna  # noqa: E402
+from optuna.trial import TrialState, create_trial  # noqa: E402
+
+from hilo_core import LLAMA_TARGETS  # noqa: E402
+from objectives import DIRECTIONS, Fidelity, get_task  # noqa: E402
+from reports.hypervolume import hypervolume_of  # noqa: E402
+from search.driver import build_space, make_sampler, model_facts  # noqa: E402
+from search.progress import SearchProgress  # noqa: E402
+from search.study import FINISHED  # noqa: E402
+from search.trials import TrialContext, run_trial  # noqa: E402
+
+OBJECTIVES = tuple(DIRECTIONS)
+
+
+def open_arm(out: Path, name: str, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+    storage = f"sqlite:///{out / 'bench.db'}"
+    study = optuna.create_study(study_name=name, storage=storage, directions=list(DIRECTIONS.values()),
+                                sampler=sampler, load_if_exists=True)
+    study.set_metric_names(list(OBJECTIVES))
+    return study
+
+
+def run_arm(study: optuna.Study, ctx: TrialContext, n_trials: int, console) -> None:
+    missing = n_trials - len(study.get_trials(deepcopy=False, states=FINISHED))
+    if missing <= 0:
+        return
+    with SearchProgress(total=n_trials, done=n_trials - missing, objectives=OBJECTIVES, console=console) as bar:
+        study.optimize(lambda t: run_trial(t, ctx), n_trials=missing, catch=(Exception,), callbacks=[bar])
+
+
+def copy_trials(source: list[optuna.trial.FrozenTrial], target: optuna.Study) -> None:
+    if target.get_trials(deepcopy=False):
+        return
+    target.add_trials([create_trial(params=t.params, distributions=t.distributions, values=t.values,
+                                    user_attrs=t.user_attrs, state=t.state) for t in source])
+
+
+def dominates(a: list[float], b: list[float]) -> bool:
+    """Minimised, normalised vectors: a is no worse everywhere and better somewhere."""
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--space", default="hilo")
+    parser.add_argument("--task", default="analogy")
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--budget", type=int, default=20, help="trials per arm, seeds included")
+    parser.add_argument("--fidelity", type=int, default=12)
+    parser.add_argument("--eval-examples", type=int, default=100)
+    parser.add_argument("--arms", default="random,nsga2", help="samplers to compare with the seeds alone")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="reports/out/bench-search")
+    args = parser.parse_args()
+    from rich.console import Console
+
+    console = Console()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    facts = model_facts(args.model, LLAMA_TARGETS, console)
+    space = build_space(args.space, facts)
+    ctx = TrialContext(space=space, task=get_task(args.task, seed=args.seed), objectives=OBJECTIVES,
+                       fidelity=Fidelity(steps=args.fidelity, max_eval_examples=args.eval_examples),
+                       model=args.model, shapes=facts.shapes, seed=args.seed)
+    seeds = space.seeds()
+    seed_study = open_arm(out, "seeds", optuna.samplers.RandomSampler(seed=args.seed))
+    if not seed_study.get_trials(deepcopy=False):
+        for s in seeds:
+            seed_study.enqueue_trial(s.params, user_attrs={"seed_name": s.name})
+    console.print(f"[bold]seeds[/] ({len(seeds)} trials)")
+    run_arm(seed_study, ctx, len(seeds), console)
+    arms = {"seeds": seed_study}
+    for name in args.arms.split(","):
+        arm = open_arm(out, name, make_sampler(name, args.seed))
+        copy_trials(seed_study.get_trials(), arm)
+        console.print(f"[bold]{name}[/] ({args.budget} trials, the first {len(seeds)} copied from the seeds arm)")
+        run_arm(arm, ctx, args.budget, console)
+        arms[name] = arm
+
+    done = {n: [t for t in s.get_trials() if t.state == TrialState.COMPLETE] for n, s in arms.items()}
+    every = [t for ts in done.values() for t in ts]
+    signs = [-1.0 if d == "maximize" else 1.0 for d in DIRECTIONS.values()]
+    lows = [min(s * t.values[i] for t in every) for i, s in enumerate(signs)]
+    highs = [max(s * t.values[i] for t in every) for i, s in enumerate(signs)]
+
+    def norm(t):
+        return [(s * v - lo) / (hi - lo) if hi > lo else 0.0 for s, v, lo, hi in zip(signs, t.values, lows, highs)]
+
+    seed_points = [norm(t) for t in done["seeds"]]
+    rows = []
+    for name, trials in done.items():
+        points = [norm(t) for t in trials]
+        front = [p for p in points if not any(dominates(q, p) for q in points)]
+        beaten = sum(any(dominates(f, sp) for f in front) for sp in seed_points)
+        best = max(trials, key=lambda t: t.values[0])
+        rows.append({"arm": name, "trials": len(trials), "front": len(front),
+                     "hypervolume": hypervolume_of(points)[1][-1], "seeds_dominated": beaten,
+                     "seeds": len(seed_points), "best_accuracy": best.values[0],
+                     "best_accuracy_trainable": best.values[1]})
+    base = rows[0]["hypervolume"]
+    print(f"\nspace={args.space} task={args.task} model={args.model} budget={args.budget} fidelity={args.fidelity}"
+          f" eval={args.eval_examples} seed={args.seed} cpus={os.cpu_count()} "
+          f"{platform.machine()} ({time.perf_counter() - start:.0f} s)")
+    print(f"{'arm':<8} {'trials':>6} {'front':>5} {'hypervolume':>11} {'vs seeds':>8} {'seeds dominated':>15}"
+          f" {'best acc':>8} {'its trainable':>13}")
+    for r in rows:
+        print(f"{r['arm']:<8} {r['trials']:>6} {r['front']:>5} {r['hypervolume']:>11.4f} "
+              f"{r['hypervolume'] / base:>8.3f} {r['seeds_dominated']:>8}/{r['seeds']:<6} "
+              f"{r['best_accuracy']:>8.3f} {r['best_accuracy_trainable']:>13,.0f}")
+    meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "args": vars(args),
+            "seconds": time.perf_counter() - start, "machine": platform.machine()}
+    (out / "search_benchmark.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    Path(__file__).with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
