@@ -119,11 +119,13 @@ def main() -> None:
         points = [norm(t) for t in trials]
         front = [p for p in points if not any(dominates(q, p) for q in points)]
         beaten = sum(any(dominates(f, sp) for f in front) for sp in seed_points)
-        best = max(trials, key=lambda t: t.values[0])
+        best = max(trials, key=lambda t: (t.values[0], -t.values[1]))  # ties: the smaller config
+        kept = [t.user_attrs.get("seed_name", str(t.number)) for t, sp in zip(done["seeds"], seed_points)
+                if not any(dominates(f, sp) for f in front)]
         rows.append({"arm": name, "trials": len(trials), "front": len(front),
                      "hypervolume": hypervolume_of(points)[1][-1], "seeds_dominated": beaten,
                      "seeds": len(seed_points), "best_accuracy": best.values[0],
-                     "best_accuracy_trainable": best.values[1]})
+                     "best_accuracy_trainable": best.values[1], "seeds_not_dominated": kept})
     base = rows[0]["hypervolume"]
     print(f"\nspace={args.space} task={args.task} model={args.model} budget={args.budget} fidelity={args.fidelity}"
           f" eval={args.eval_examples} seed={args.seed} cpus={os.cpu_count()} "
@@ -134,6 +136,10 @@ def main() -> None:
         print(f"{r['arm']:<8} {r['trials']:>6} {r['front']:>5} {r['hypervolume']:>11.4f} "
               f"{r['hypervolume'] / base:>8.3f} {r['seeds_dominated']:>8}/{r['seeds']:<6} "
               f"{r['best_accuracy']:>8.3f} {r['best_accuracy_trainable']:>13,.0f}")
+    for r in rows:
+        if r["seeds_not_dominated"]:
+            print(f"{r['arm']}: seeds not dominated by its front: {', '.join(r['seeds_not_dominated'])}")
+    # seconds: this invocation only; arms already finished in --out are reused, not rerun.
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "args": vars(args),
             "seconds": time.perf_counter() - start, "machine": platform.machine()}
     (out / "search_benchmark.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
