@@ -152,7 +152,8 @@ def read_study(study: optuna.Study) -> StudyData:
     Raises:
         StudyError: the study has no completed trial, so there is nothing to report.
     """
-    trials = study.get_trials(deepcopy=False)
+    # WAITING trials are the rest of a budget queued by search and not run yet: not part of a report
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     if not done:
         states = {}

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
 from hilo_core import LLAMA_TARGETS, find_decoder_layers, module_shapes
@@ -20,8 +20,10 @@ from spaces import Space, get_space, load_space_file, trainable_constraint
 
 from .progress import SearchProgress, front_table
 from .pruning import AccuracyPruning, make_pruner
-from .study import FINISHED, SearchInputError, create_or_resume, finished_count, locate
+from .study import GRACE_SECONDS, SearchInputError, create_or_resume, fail_interrupted, finished_count, locate, \
+    wait_for_running
 from .trials import TrialContext, run_trial
+from .worker import queue_budget, run_worker
 
 
 @dataclass(frozen=True)
@@ -119,9 +121,14 @@ def run_search(args: argparse.Namespace, objectives: tuple[str, ...], *, console
                                    " a resumed study keeps its fidelity")
     location.out_dir.mkdir(parents=True, exist_ok=True)
     console.print(f"study [bold]{study.study_name}[/] in {location.storage}\n{space.describe()}")
+    interrupted = fail_interrupted(study) if args.resume else []
+    if interrupted:
+        console.print(f"trials {interrupted} of a stopped run are marked FAIL (their heartbeat stopped)")
     added = enqueue_seeds(study, space, args.budget, console)
     if added:
         console.print(f"seeds enqueued first: {', '.join(added)}")
+    if args.budget is not None:
+        queue_budget(study, args.budget)
     ctx = TrialContext(space=space, task=task, fidelity=fidelity, model=args.model, shapes=facts.shapes,
                        objectives=objectives, seed=args.seed,
                        constraint=trainable_constraint(args.max_trainable) if args.max_trainable else None)
@@ -144,32 +151,42 @@ def fidelity_dict(fidelity: Fidelity) -> dict[str, Any]:
     return asdict(fidelity)
 
 
-def remaining_trials(study: optuna.Study, budget: int | None) -> int | None:
-    return None if budget is None else max(0, budget - finished_count(study))
-
-
 def run_with_optuna(study: optuna.Study, ctx: TrialContext, args: argparse.Namespace, console: Console) -> None:
-    """Trials in this process (and ``--workers - 1`` helper processes on the same storage)."""
-    remaining = remaining_trials(study, args.budget)
-    if remaining == 0:
+    """Trials in this process (and ``--workers - 1`` helper processes on the same storage) until the
+    queue below the budget is empty; then wait for trials other processes still run."""
+    queued = len(queued_trials(study, args.budget))
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if args.budget is not None and not queued and not running:
         console.print(f"study already has {finished_count(study)} finished trials (budget {args.budget}); nothing to run")
         return
     timeout = args.budget_hours * 3600 if args.budget_hours else None
-    helpers = [spawn_worker(args, study.study_name) for _ in range(args.workers - 1)]
-    stop = optuna.study.MaxTrialsCallback(args.budget, states=FINISHED + (TrialState.RUNNING,)) if args.budget else None
+    n_helpers = args.workers - 1 if args.budget is None else min(args.workers - 1, max(queued - 1, 0))
+    helpers = [spawn_worker(args, study.study_name) for _ in range(n_helpers)]
     with SearchProgress(total=args.budget or 0, done=finished_count(study), objectives=ctx.objectives,
                         console=console) as progress:
-        callbacks = [progress] + ([stop] if stop else [])
-        study.optimize(lambda t: run_trial(t, ctx), n_trials=remaining, timeout=timeout, catch=(Exception,),
-                       callbacks=callbacks, gc_after_trial=True)
+        run_worker(study, lambda t: run_trial(t, ctx), budget=args.budget, timeout=timeout, callbacks=[progress])
     for proc in helpers:
-        proc.wait()
+        if proc.wait() != 0:
+            console.print(f"[yellow]warning:[/] helper worker (pid {proc.pid}) exited with code {proc.returncode}")
+    others = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if args.budget is not None and others and timeout is None:
+        console.print(f"waiting for {len(others)} trial(s) still RUNNING in other processes (or until their"
+                      f" heartbeat is {GRACE_SECONDS} s old) ...")
+        failed = wait_for_running(study)
+        if failed:
+            console.print(f"trials {failed} were left by a stopped process and are marked FAIL")
+
+
+def queued_trials(study: optuna.Study, budget: int | None) -> list[FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            if budget is None or t.number < budget]
 
 
 def spawn_worker(args: argparse.Namespace, study_name: str) -> subprocess.Popen:
     """Another process running trials of the same study (same storage), without seeds or report."""
-    argv = [a for a in sys.argv[1:] if a not in ("--resume", "--no-report")]
-    argv = _drop_option(argv, "--workers") + ["--workers", "1", "--resume", "--no-report", "--study", study_name]
+    argv = [a for a in args.argv if a not in ("--resume", "--no-report")]
+    argv = _drop_option(_drop_option(argv, "--workers"), "--study")
+    argv += ["--workers", "1", "--resume", "--no-report", "--study", study_name]
     return subprocess.Popen([sys.executable, "-m", "search.run", *argv], stdout=subprocess.DEVNULL)
 
 

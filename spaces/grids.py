@@ -27,9 +27,13 @@ def _sequence(key: str, values: Any) -> Sequence[Any]:
         raise ValueError(f"{key}: must be a list of values, got {values!r}")
     if len(values) == 0:
         raise ValueError(f"{key}: grid must be non-empty, got {list(values)!r}")
+    return values
+
+
+def _unique(key: str, values: Sequence[Any]) -> None:
+    """Called once the values are known to be numbers (a list or mapping in a grid is not hashable)."""
     if len(set(values)) != len(values):
         raise ValueError(f"{key}: grid has duplicate values, got {list(values)!r}")
-    return values
 
 
 def int_grid(key: str, values: Any) -> tuple[int, ...]:
@@ -37,6 +41,7 @@ def int_grid(key: str, values: Any) -> tuple[int, ...]:
     for v in _sequence(key, values):
         if not _is_int(v) or v < 1:
             raise ValueError(f"{key}: values must be positive integers, got {v!r} in {list(values)!r}")
+    _unique(key, values)
     return tuple(sorted(values))
 
 
@@ -45,6 +50,7 @@ def fraction_grid(key: str, values: Any) -> tuple[float, ...]:
     for v in _sequence(key, values):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v <= 1.0:
             raise ValueError(f"{key}: values must lie in (0, 1], got {v!r} in {list(values)!r}")
+    _unique(key, values)
     return tuple(sorted(float(v) for v in values))
 
 
@@ -53,6 +59,7 @@ def positive_grid(key: str, values: Any) -> tuple[float, ...]:
     for v in _sequence(key, values):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
             raise ValueError(f"{key}: values must be positive finite numbers, got {v!r} in {list(values)!r}")
+    _unique(key, values)
     return tuple(sorted(float(v) for v in values))
 
 
@@ -82,6 +89,10 @@ def router_grids(key: str, routers: Any) -> dict[str, tuple]:
     A list of kinds is accepted as shorthand for their default grids.
     """
     if isinstance(routers, Sequence) and not isinstance(routers, (str, bytes)):
+        bad = [kind for kind in routers if not isinstance(kind, str)]
+        if bad:
+            raise ValueError(f"{key}: a list of router kinds holds names only, got {bad[0]!r}; allowed:"
+                             f" {list(ROUTER_PARAMS)}")
         routers = {kind: None for kind in routers}
     if not isinstance(routers, Mapping) or not routers:
         raise ValueError(f"{key}: must be a non-empty mapping of router kind to parameter grid, got {routers!r}")

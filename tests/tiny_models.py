@@ -47,3 +47,24 @@ def save_tiny_causal_lm(folder, words, *, n_layers: int = 4, seed: int = 0):
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+COLOURS = ["red", "green", "blue", "black", "white", "pink", "grey", "brown"]
+THINGS = ["apple", "leaf", "sky", "coal", "snow", "rose", "ash", "bark"]
+COLOUR_WORDS = COLOURS + THINGS + ["the", "colour", "of", "is"] + [f"q{i}" for i in range(64)]
+
+
+def write_colours_task(path):
+    """A learnable multiple-choice JSONL task: 'the colour of X is' -> X's colour among 3 distractors."""
+    import json
+    import random
+
+    rng = random.Random(0)
+    rows = []
+    for i in range(64):
+        k = i % len(THINGS)
+        choices = rng.sample([c for c in COLOURS if c != COLOURS[k]], 3) + [COLOURS[k]]
+        rng.shuffle(choices)
+        rows.append({"question": f"q{i} the colour of {THINGS[k]} is", "choices": choices, "answer": COLOURS[k]})
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path

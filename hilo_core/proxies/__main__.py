@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -59,16 +60,22 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from rich.console import Console
     from rich.table import Table
+    from transformers.utils import logging as hf_logging
 
     console = Console()
+    hf_logging.disable_progress_bar()  # a model-loading bar would split a one-line error
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
     start = time.perf_counter()
-    with console.status(f"loading {args.model}"):
-        model, _ = load_model(args.model, device=args.device)
-    with console.status("fitting power laws to every target linear's ESD"):
-        alphas = layer_alphas(model, targets, xmin_search=args.xmin_search, cache=not args.no_cache)
-    total = args.total_experts if args.total_experts is not None else _EXPERTS_PER_LAYER * len(alphas)
-    experts = alphalora_allocation(alphas.layers, total, beta=args.beta)
+    try:  # bad input (model, targets, T, beta): one line and exit code 2, as every CLI of the project
+        with console.status(f"loading {args.model}"):
+            model, _ = load_model(args.model, device=args.device)
+        with console.status("fitting power laws to every target linear's ESD"):
+            alphas = layer_alphas(model, targets, xmin_search=args.xmin_search, cache=not args.no_cache)
+        total = args.total_experts if args.total_experts is not None else _EXPERTS_PER_LAYER * len(alphas)
+        experts = alphalora_allocation(alphas.layers, total, beta=args.beta)
+    except (OSError, ValueError) as err:
+        print(f"hilo_core.proxies: {' '.join(str(err).split())}", file=sys.stderr)  # one line, whatever HF said
+        return 2
 
     table = Table(title=f"{args.model}: HT-SR alpha and AlphaLoRA experts (T={total}, beta={args.beta})")
     for column in ("layer", "alpha", "min module", "max module", "experts"):

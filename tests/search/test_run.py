@@ -78,7 +78,7 @@ def test_front_equals_brute_force_non_domination(searched):
 def test_existing_study_is_not_overwritten(searched, task_file, tiny_model_dir, capsys):
     before = len(_load(searched).get_trials())
     assert main(_args(task_file, tiny_model_dir, searched, "--budget", "7")) == 2
-    assert "already exists" in capsys.readouterr().out
+    assert "already exists" in capsys.readouterr().err
     assert len(_load(searched).get_trials()) == before
 
 
@@ -91,8 +91,8 @@ def test_existing_study_is_not_overwritten(searched, task_file, tiny_model_dir, 
 ])
 def test_bad_input_exits_2_with_one_line(extra, message, task_file, tiny_model_dir, tmp_path, capsys):
     assert main(_args(task_file, tiny_model_dir, tmp_path, *extra)) == 2
-    out = capsys.readouterr().out
-    assert message in out and "Traceback" not in out
+    err = capsys.readouterr().err
+    assert err.startswith("search.run: ") and message in err and len(err.strip().splitlines()) == 1
 
 
 def test_corrupt_storage_file_is_refused(task_file, tiny_model_dir, tmp_path, capsys):
@@ -100,10 +100,10 @@ def test_corrupt_storage_file_is_refused(task_file, tiny_model_dir, tmp_path, ca
     db.parent.mkdir()
     db.write_bytes(b"this is not a database" * 100)
     assert main(_args(task_file, tiny_model_dir, tmp_path, "--budget", "2", "--resume")) == 2
-    assert "not a readable SQLite database" in capsys.readouterr().out
+    assert "not a readable SQLite database" in capsys.readouterr().err
     assert db.read_bytes() == b"this is not a database" * 100
     other = tmp_path / "other.db"
     with sqlite3.connect(other) as conn:
         conn.execute("CREATE TABLE notes (x TEXT)")
     assert main(_args(task_file, tiny_model_dir, tmp_path, "--budget", "2", "--storage", f"sqlite:///{other}")) == 2
-    assert "not an Optuna study database" in capsys.readouterr().out
+    assert "not an Optuna study database" in capsys.readouterr().err

@@ -1,0 +1,108 @@
+"""One search worker: claim a queued trial of the study, run it with a heartbeat, record it, repeat.
+
+A budget is spent as queued (WAITING) trials numbered below it, queued when a run sets the study up
+(``queue_budget``); a worker takes one by moving it WAITING -> RUNNING, a single guarded update in the
+database, so any number of workers on one storage never run a trial twice nor more than the budget.
+``Study.optimize`` with ``MaxTrialsCallback`` cannot promise that: with no queued trial left it creates
+a new one, and two workers finishing at once may both start another.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from .study import HEARTBEAT_SECONDS, fail_interrupted
+
+Callback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+def queue_budget(study: optuna.Study, budget: int) -> int:
+    """Queue empty trials (the sampler fills them) until the study holds ``budget``; returns how many."""
+    missing = budget - len(study.get_trials(deepcopy=False))
+    for _ in range(missing):
+        study.enqueue_trial({})
+    return max(0, missing)
+
+
+def claim(study: optuna.Study, budget: int | None) -> optuna.Trial | None:
+    """The lowest queued trial below ``budget``, now RUNNING and ours; None when there is none.
+
+    Without a budget a trial is queued first, so every trial is claimed the same way.
+    """
+    storage = study._storage
+    while True:
+        for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if budget is not None and t.number >= budget:
+                continue  # queued for a larger budget (another process asked for more)
+            # Beat first: a process killed between the two statements leaves a RUNNING trial that has a
+            # heartbeat, so it goes stale; the other order would leave one that never does.
+            storage.record_heartbeat(t._trial_id)
+            try:
+                if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                    return optuna.Trial(study, t._trial_id)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another worker took it and finished it meanwhile
+        if budget is not None:
+            return None
+        study.enqueue_trial({})
+
+
+@contextmanager
+def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
+    """Record the trial's heartbeat every HEARTBEAT_SECONDS, so a killed worker's trial goes stale."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            study._storage.record_heartbeat(trial._trial_id)
+            if stop.wait(HEARTBEAT_SECONDS):
+                return
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def run_one(study: optuna.Study, trial: optuna.Trial, objective: Callable[[optuna.Trial], Sequence[float]]
+            ) -> FrozenTrial:
+    """Run the objective on a claimed trial and tell the outcome; an exception fails only this trial."""
+    with heartbeat(study, trial):
+        try:
+            values = objective(trial)
+        except optuna.TrialPruned:
+            return study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+        except Exception:
+            return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        except BaseException:  # KeyboardInterrupt, SystemExit: the trial is over, then the run
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            raise
+    # skip_if_finished: a trial failed as stale by another process (a starved heartbeat) stays failed
+    return study.tell(trial, list(values), skip_if_finished=True)
+
+
+def run_worker(study: optuna.Study, objective: Callable[[optuna.Trial], Sequence[float]], *, budget: int | None,
+               timeout: float | None, callbacks: Sequence[Callback] = ()) -> int:
+    """Claim and run trials until none is queued below ``budget`` or ``timeout`` seconds have passed."""
+    start, ran = time.monotonic(), 0
+    while timeout is None or time.monotonic() - start < timeout:
+        fail_interrupted(study)  # trials of a worker that died meanwhile
+        trial = claim(study, budget)
+        if trial is None:
+            break
+        frozen = run_one(study, trial, objective)
+        ran += 1
+        for callback in callbacks:
+            callback(study, frozen)
+        gc.collect()  # a trial's adapters and optimiser state go before the next is built
+    return ran
