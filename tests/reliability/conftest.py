@@ -13,17 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tiny_models import COLOUR_WORDS, save_tiny_causal_lm, write_colours_task
-
-@pytest.fixture(scope="session")
-def task_file(tmp_path_factory):
-    return write_colours_task(tmp_path_factory.mktemp("task") / "colours.jsonl")
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
-    return save_tiny_causal_lm(tmp_path_factory.mktemp("model") / "tiny", COLOUR_WORDS, n_layers=4)
-
+from tiny_models import COLOUR_WORDS, save_tiny_causal_lm
 
 @pytest.fixture(scope="session")
 def nan_model_dir(tmp_path_factory):
