@@ -1,7 +1,8 @@
 """One search trial: sample a config, record it, evaluate it, record the outcome on the trial.
 
 The config JSON and its trainable count are stored before training starts, so even a trial that fails
-or is killed leaves in the study what it was about to train.
+or is killed leaves in the study what it was about to train. A config the study already trained (same
+seed) is not trained again: the trial takes the earlier metrics and says so in ``duplicate_of``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from optuna.trial import TrialState
 
 from hilo_core import MoLoRAConfig, config_trainable
-from objectives import Fidelity, TrialFailed, evaluate
+from objectives import Fidelity, Metrics, TrialFailed, evaluate
 from spaces import TRAINABLE_ATTR, Space, TrainableConstraint
 
 from .pruning import AccuracyPruning
@@ -41,11 +42,25 @@ class TrialContext:
 def record_config(trial: optuna.Trial, config: MoLoRAConfig, ctx: TrialContext) -> None:
     """Store the config and its trainable count (and the budget constraint) before any training."""
     trial.set_user_attr("config", config.to_json())
+    trial.set_user_attr("train_seed", ctx.seed)
     trainable = config_trainable(config, ctx.shapes)
     if ctx.constraint is not None:
         ctx.constraint.record(trial, trainable)
     else:
         trial.set_user_attr(TRAINABLE_ATTR, trainable)
+
+
+def earlier_result(trial: optuna.Trial, config_json: str, seed: int) -> tuple[int, dict] | None:
+    """A COMPLETE trial of this study that trained the same config with the same seed: its number and metrics.
+
+    Evaluation is deterministic for a config, task, fidelity and seed (a study keeps its task and
+    fidelity), so a sampler proposing a config again (NSGA-II does, on small grids) costs no training.
+    """
+    for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        attrs = t.user_attrs
+        if attrs.get("config") == config_json and attrs.get("train_seed") == seed and "metrics" in attrs:
+            return t.number, attrs["metrics"]
+    return None
 
 
 def worker_name() -> str:
@@ -76,6 +91,13 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, ...]:
     try:
         config = ctx.space.sample(trial)
         record_config(trial, config, ctx)
+        earlier = earlier_result(trial, config.to_json(), ctx.seed)
+        if earlier is not None:
+            number, metrics = earlier
+            trial.set_user_attr("duplicate_of", number)
+            trial.set_user_attr("metrics", metrics)
+            trial.set_user_attr("seconds", time.perf_counter() - start)
+            return Metrics.from_dict(metrics).values(ctx.objectives)
         on_eval = ctx.pruning.start(trial) if ctx.pruning else None
         metrics = evaluate(config, ctx.task, ctx.fidelity, seed=ctx.seed, model=ctx.model, on_eval=on_eval)
     except BaseException as err:
