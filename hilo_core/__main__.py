@@ -5,7 +5,6 @@ A smoke run of the components on a real model (default: the embedded SmolLM2-135
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
@@ -14,6 +13,7 @@ from rich.table import Table
 
 from . import (LayerSpec, MoLoRAConfig, RouterSpec, aux_loss, count_active, count_trainable, find_decoder_layers,
                inject, parameter_table)
+from .cli import OneLineParser
 from .models import load_model
 
 
@@ -28,7 +28,7 @@ def rule_config(n_layers: int) -> MoLoRAConfig:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m hilo_core", description=__doc__)
+    parser = OneLineParser(prog="python -m hilo_core", description=__doc__)
     parser.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M), a local folder or an HF id")
     args = parser.parse_args(argv)
     console = Console()

@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from hilo_core.cli import OneLineParser
+
 from .html import pareto_html
 from .load import DEFAULT_OUT_ROOT, StudyData, StudyError, load, study_folder
 from .plots import hypervolume_png, layers_png, pareto_png
@@ -30,7 +32,7 @@ def build(data: StudyData, folder: Path) -> list[Path]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m reports.build", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="python -m reports.build", description=__doc__.split("\n")[0])
     p.add_argument("--study", required=True, help="study name, as given to search.run --study")
     p.add_argument("--storage", default=None,
                    help="Optuna RDB URL (default: sqlite:///<out-root>/<study>/study.db)")

@@ -9,12 +9,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from hilo_core.cli import OneLineParser
+
 from .load import DEFAULT_OUT_ROOT, StudyError, load
 from .plots import compare_png
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m reports.compare", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="python -m reports.compare", description=__doc__.split("\n")[0])
     p.add_argument("study_a", help="first study name")
     p.add_argument("study_b", help="second study name")
     p.add_argument("--out", type=Path, default=None,

@@ -9,12 +9,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from hilo_core.cli import OneLineParser
+
 from .formats import FORMATS, export, select_trial
 from .load import DEFAULT_OUT_ROOT, StudyError, load, study_folder
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m reports.export", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="python -m reports.export", description=__doc__.split("\n")[0])
     p.add_argument("--study", required=True, help="study name, as given to search.run --study")
     p.add_argument("--trial", default="best", help="'best' (highest accuracy on the front) or a trial number")
     p.add_argument("--to", required=True, choices=FORMATS, dest="fmt", help="output format")

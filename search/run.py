@@ -19,6 +19,7 @@ import optuna
 from rich.console import Console
 from transformers.utils import logging as hf_logging
 
+from hilo_core.cli import OneLineParser
 from objectives import DIRECTIONS, TASKS
 
 from .study import DEFAULT_OUT_ROOT, SearchInputError
@@ -30,7 +31,7 @@ BACKENDS = ("optuna", "ray")
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from .pruning import PRUNERS
 
-    p = argparse.ArgumentParser(prog="python -m search.run", description=__doc__,
+    p = OneLineParser(prog="python -m search.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", default="hilo", help="built-in space (uniform, mola, alphalora, hilo, free) or a"
                    " YAML/JSON space file (default: hilo)")

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..cli import OneLineParser
 from ..config import LLAMA_TARGETS
 from ..models import DEFAULT_MODEL, load_model
 from .alphas import layer_alphas
@@ -23,7 +24,7 @@ _EXPERTS_PER_LAYER = 5
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hilo_core.proxies", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m hilo_core.proxies", description=__doc__.splitlines()[0])
     p.add_argument("--model", default=DEFAULT_MODEL, help="'default' (embedded SmolLM2-135M), a folder or an HF id")
     p.add_argument("--targets", default=",".join(LLAMA_TARGETS), help="comma-separated target module names")
     p.add_argument("--total-experts", type=int, default=None,

@@ -137,3 +137,31 @@ def test_proxies_bad_targets_exit_2(tiny_model_dir, tmp_path, capsys):
                     "--no-cache"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("hilo_core.proxies: ") and "no_proj" in err[0]
+
+
+ARGPARSE_CASES = [  # (module, argv, words the one line must hold): usage errors argparse itself detects
+    ("search.run", ["--budget", "ten"], "invalid int value: 'ten'"),
+    ("search.run", ["--sampler", "grid"], "invalid choice: 'grid'"),
+    ("search.run", ["--budget", "2", "--colour", "red"], "unrecognized arguments: --colour red"),
+    ("hilo_core.proxies", ["--beta", "high"], "invalid float value: 'high'"),
+    ("hilo_core", ["--gpu"], "unrecognized arguments: --gpu"),
+    ("reports.build", [], "required: --study"),
+    ("reports.export", ["--study", "s", "--to", "onnx"], "invalid choice: 'onnx'"),
+    ("reports.compare", ["only-one"], "required: study_b"),
+]
+
+
+@pytest.mark.parametrize("module, argv, words", ARGPARSE_CASES, ids=[f"{m}:{' '.join(a)}" for m, a, _ in ARGPARSE_CASES])
+def test_usage_errors_are_one_line(module, argv, words, capsys):
+    """argparse's own errors (wrong type, choice, unknown or missing option) keep the one-line shape too."""
+    import importlib
+
+    entry = importlib.import_module(module)
+    if not hasattr(entry, "main"):  # a package run with -m: its __main__ holds main
+        entry = importlib.import_module(f"{module}.__main__")
+    with pytest.raises(SystemExit) as stop:
+        entry.main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"{module}: ") and words in err, err
+    assert "usage:" not in err
