@@ -1,8 +1,16 @@
-"""Shared fixtures: tiny in-code models (see tiny_models.py) and the tiny search task."""
+"""Shared fixtures: tiny in-code models (see tiny_models.py) and the tiny search task; Triton's CPU interpreter."""
+
+import os
 
 import pytest
+import torch
 
-from tiny_models import COLOUR_WORDS, save_tiny_causal_lm, tiny_llama, write_colours_task
+# Triton reads TRITON_INTERPRET when a module defines its @triton.jit functions; whichever test module imports
+# hilo_core.kernels first, the kernels must be built for the interpreter on a machine without CUDA.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from tiny_models import COLOUR_WORDS, save_tiny_causal_lm, tiny_llama, write_colours_task  # noqa: E402
 
 
 @pytest.fixture

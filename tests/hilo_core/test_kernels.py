@@ -1,7 +1,8 @@
 """Fused Triton MoLoRA kernels against the per-expert torch reference: the forward and every gradient.
 
 Without a GPU the kernels run in Triton's interpreter on CPU tensors. ``TRITON_INTERPRET`` must be set
-before the kernel module defines its ``@triton.jit`` functions, hence before the imports below; on a GPU
+before the kernel module defines its ``@triton.jit`` functions: tests/conftest.py sets it for the whole run
+(another test module may import the kernels first) and the lines below when this file runs alone; on a GPU
 machine the same tests launch the compiled kernels on CUDA tensors.
 """
 
