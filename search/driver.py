@@ -20,8 +20,8 @@ from spaces import Space, get_space, load_space_file, trainable_constraint
 
 from .progress import SearchProgress, front_table
 from .pruning import AccuracyPruning, make_pruner
-from .study import GRACE_SECONDS, SearchInputError, create_or_resume, fail_interrupted, finished_count, locate, \
-    wait_for_running
+from .study import GRACE_SECONDS, SearchInputError, StudyLocation, create_or_resume, fail_interrupted, finished_count, \
+    locate, mark_set_up, wait_for_running
 from .trials import TrialContext, run_trial
 from .worker import queue_budget, run_worker
 
@@ -111,24 +111,8 @@ def run_search(args: argparse.Namespace, objectives: tuple[str, ...], *, console
         "n_layers": facts.n_layers, "target_modules": list(facts.target_modules),
         "layer_alphas": list(facts.layer_alphas), "fidelity": fidelity_dict(fidelity), "seed": args.seed,
     }
-    study = create_or_resume(location, objectives=objectives, directions=[DIRECTIONS[o] for o in objectives],
-                             sampler=make_sampler(args.sampler, args.seed),
-                             resume=args.resume, attrs=attrs)
-    if args.resume:
-        stored_fidelity = study.user_attrs.get("fidelity")
-        if stored_fidelity not in (None, fidelity_dict(fidelity)):
-            raise SearchInputError(f"--fidelity/--batch-size/--eval-examples differ from the study's {stored_fidelity};"
-                                   " a resumed study keeps its fidelity")
-    location.out_dir.mkdir(parents=True, exist_ok=True)
-    console.print(f"study [bold]{study.study_name}[/] in {location.storage}\n{space.describe()}")
-    interrupted = fail_interrupted(study) if args.resume else []
-    if interrupted:
-        console.print(f"trials {interrupted} of a stopped run are marked FAIL (their heartbeat stopped)")
-    added = enqueue_seeds(study, space, args.budget, console)
-    if added:
-        console.print(f"seeds enqueued first: {', '.join(added)}")
-    if args.budget is not None:
-        queue_budget(study, args.budget)
+    study = prepare_study(location, objectives=objectives, sampler=make_sampler(args.sampler, args.seed),
+                          resume=args.resume, attrs=attrs, space=space, budget=args.budget, console=console)
     ctx = TrialContext(space=space, task=task, fidelity=fidelity, model=args.model, shapes=facts.shapes,
                        objectives=objectives, seed=args.seed,
                        constraint=trainable_constraint(args.max_trainable) if args.max_trainable else None)
@@ -144,6 +128,31 @@ def run_search(args: argparse.Namespace, objectives: tuple[str, ...], *, console
     console.print(front_table(study, objectives))
     if not args.no_report and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         write_report(study, location, args, console)
+    return study
+
+
+def prepare_study(location: StudyLocation, *, objectives: tuple[str, ...], sampler: optuna.samplers.BaseSampler,
+                  resume: bool, attrs: dict[str, Any], space: Space, budget: int | None,
+                  console: Console) -> optuna.Study:
+    """Create (or resume) the study, fail a stopped run's trials, queue the seeds and then the budget."""
+    study = create_or_resume(location, objectives=objectives, directions=[DIRECTIONS[o] for o in objectives],
+                             sampler=sampler, resume=resume, attrs=attrs)
+    if resume:
+        stored_fidelity = study.user_attrs.get("fidelity")
+        if stored_fidelity not in (None, attrs["fidelity"]):
+            raise SearchInputError(f"--fidelity/--batch-size/--eval-examples differ from the study's {stored_fidelity};"
+                                   " a resumed study keeps its fidelity")
+    location.out_dir.mkdir(parents=True, exist_ok=True)
+    console.print(f"study [bold]{study.study_name}[/] in {location.storage}\n{space.describe()}")
+    interrupted = fail_interrupted(study) if resume else []
+    if interrupted:
+        console.print(f"trials {interrupted} of a stopped run are marked FAIL (their heartbeat stopped)")
+    added = enqueue_seeds(study, space, budget, console)
+    if added:
+        console.print(f"seeds enqueued first: {', '.join(added)}")
+    if budget is not None:
+        queue_budget(study, budget)
+    mark_set_up(study)
     return study
 
 

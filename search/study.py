@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 DEFAULT_OUT_ROOT = Path("reports") / "out"
@@ -24,6 +25,10 @@ HEARTBEAT_SECONDS = 5
 GRACE_SECONDS = 3 * HEARTBEAT_SECONDS  # a trial whose heartbeat is older than this belongs to a dead process
 STALE_REASON = (f"interrupted: its process stopped (killed, crashed or lost) during the trial; no heartbeat"
                 f" for {GRACE_SECONDS} s")
+SETUP_ATTR = "setup"  # study attribute: "pending" while its creator queues seeds and budget, then "done"
+SETUP_WAIT_SECONDS = 60.0  # a creator that has not finished the set-up by then is taken to have stopped
+SCHEMA_RACE_RETRIES = 5
+_SCHEMA_RACE_MESSAGES = ("already exists", "duplicate key", "unique constraint")
 
 
 class SearchInputError(ValueError):
@@ -76,11 +81,18 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     _check_sqlite_file(url)
     if url.startswith("sqlite:///"):
         Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
-                                           grace_period=GRACE_SECONDS)
-    except Exception as err:  # sqlalchemy raises many types for an unreachable or bad database
-        raise SearchInputError(f"--storage {url}: cannot open it ({type(err).__name__}: {err})") from None
+    for attempt in range(SCHEMA_RACE_RETRIES + 1):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
+                                               grace_period=GRACE_SECONDS)
+        except Exception as err:  # sqlalchemy raises many types for an unreachable or bad database
+            # Workers opening a new database at once all try to create Optuna's tables; the losers fail with
+            # "already exists" / a duplicate key, and find the tables in place when they try again.
+            if attempt < SCHEMA_RACE_RETRIES and any(m in str(err).lower() for m in _SCHEMA_RACE_MESSAGES):
+                time.sleep(0.1 * (attempt + 1))
+                continue
+            raise SearchInputError(f"--storage {url}: cannot open it ({type(err).__name__}: {err})") from None
+    raise AssertionError("unreachable")
 
 
 def existing_study(storage: optuna.storages.RDBStorage, name: str) -> bool:
@@ -98,25 +110,60 @@ def create_or_resume(
 ) -> optuna.Study:
     """A new study (refusing to touch an existing one) or, with ``resume``, the existing one if any.
 
+    Of several workers starting a new study at once exactly one creates it (the study name is unique in the
+    database); the others wait until it has queued the seeds and the budget (``mark_set_up``), so nothing is
+    queued twice.
+
     Raises:
         SearchInputError: the study exists without ``resume``, or its objectives differ from the stored ones.
     """
     storage = open_storage(location.storage)
-    exists = existing_study(storage, location.name)
-    if exists and not resume:
+    created = False
+    if not existing_study(storage, location.name):
+        try:
+            storage.create_new_study([StudyDirection[d.upper()] for d in directions], location.name)
+            created = True
+        except optuna.exceptions.DuplicatedStudyError:
+            pass  # another worker created it a moment ago
+    if not created and not resume:
         raise SearchInputError(f"study {location.name!r} already exists in {location.storage}; pass --resume to"
                                " continue it or choose another --study name")
-    study = optuna.create_study(study_name=location.name, storage=storage, directions=list(directions),
-                                sampler=sampler, load_if_exists=resume)
-    if exists:
+    study = optuna.load_study(study_name=location.name, storage=storage, sampler=sampler)
+    if not created and wait_for_set_up(study):
         stored = study.metric_names or []
         if list(stored) != list(objectives):
             raise SearchInputError(f"--objectives {','.join(objectives)} differ from the study's {stored}")
-    else:
-        study.set_metric_names(list(objectives))
-        for key, value in attrs.items():
-            study.set_user_attr(key, value)
+        return study
+    # Created here, or its creator stopped before finishing the set-up: this worker does it. "pending" is the
+    # first write, so a worker that finds neither it nor metric names knows the creator is only starting.
+    study.set_user_attr(SETUP_ATTR, "pending")
+    study.set_metric_names(list(objectives))
+    for key, value in attrs.items():
+        study.set_user_attr(key, value)
     return study
+
+
+def wait_for_set_up(study: optuna.Study, timeout: float | None = None) -> bool:
+    """Wait until the worker that created the study has queued its seeds and budget; False after ``timeout``.
+
+    A study written before the set-up marker existed has metric names and no marker: it is set up.
+    """
+    deadline = time.monotonic() + (SETUP_WAIT_SECONDS if timeout is None else timeout)
+    while True:
+        # Metric names first: the creator writes the marker before them, so names without a marker can only
+        # be a study older than the marker (read the other way round, a creator in between looks finished).
+        has_names = study.metric_names is not None
+        marker = study._storage.get_study_user_attrs(study._study_id).get(SETUP_ATTR)
+        if marker == "done" or (marker is None and has_names):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
+def mark_set_up(study: optuna.Study) -> None:
+    """The seeds and the budget are queued: workers waiting in ``create_or_resume`` may go on."""
+    study.set_user_attr(SETUP_ATTR, "done")
 
 
 def fail_interrupted(study: optuna.Study) -> list[int]:
