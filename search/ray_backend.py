@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from hilo_core import MoLoRAConfig
 from objectives import Fidelity
 
 from .progress import SearchProgress
-from .study import FINISHED, finished_count
+from .study import FINISHED, GRACE_SECONDS, HEARTBEAT_SECONDS, finished_count, wait_for_running
 from .trials import TrialContext, record_config, worker_name
 
 CONFIG_KEY = "molora_config"
@@ -56,6 +57,9 @@ class DefineConfig:
     ctx: TrialContext
 
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        # ask() has just made the trial RUNNING: beat at once, so a driver killed from here on leaves a trial
+        # that goes stale (and is failed on resume) rather than one RUNNING forever; DriverHeartbeat goes on.
+        trial.study._storage.record_heartbeat(trial._trial_id)
         config = self.ctx.space.sample(trial)
         record_config(trial, config, self.ctx)
         return {CONFIG_KEY: config.to_json()}
@@ -132,12 +136,49 @@ def _classes():
     return StudySearch, ProgressCallback
 
 
+class DriverHeartbeat:
+    """Beats, from the Ray driver, the heartbeat of every trial its searcher has asked and not yet told.
+
+    Ray Tune runs trials in worker processes but asks and tells them in the driver, so the driver is what
+    must be alive for a trial to end: when it is killed the beats stop and ``fail_interrupted`` fails those
+    trials with the reason, as it does for the Optuna backend's workers.
+    """
+
+    def __init__(self, searcher: Any, storage: optuna.storages.BaseStorage) -> None:
+        self.searcher, self.storage = searcher, storage
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="hilo-ray-heartbeat", daemon=True)
+
+    def live_trial_ids(self) -> list[int]:
+        done = set(self.searcher._completed_trials)
+        return [t._trial_id for tune_id, t in list(self.searcher._ot_trials.items()) if tune_id not in done]
+
+    def _run(self) -> None:
+        while not self.stop.wait(HEARTBEAT_SECONDS):
+            for trial_id in self.live_trial_ids():
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except Exception:  # noqa: BLE001 - a missed beat is retried next time; the search goes on
+                    continue
+
+    def __enter__(self) -> "DriverHeartbeat":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
 def run_with_ray(study: optuna.Study, ctx: TrialContext, args: argparse.Namespace, console: Console) -> None:
     """Run the remaining budget as Ray Tune trials on a local Ray or ``--ray-address``."""
     ray, tune, _ = _ray()
-    remaining = None if args.budget is None else max(0, args.budget - finished_count(study))
+    # A RUNNING trial counts as spent: another driver finishes it, or it belongs to a killed one and fails.
+    taken = len(study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)))
+    remaining = None if args.budget is None else max(0, args.budget - taken)
     if remaining == 0:
         console.print(f"study already has {finished_count(study)} finished trials; nothing to run")
+        wait_for_stale(study, console)
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if not ray.is_initialized():
@@ -171,9 +212,24 @@ def run_with_ray(study: optuna.Study, ctx: TrialContext, args: argparse.Namespac
             run_config=tune.RunConfig(name=study.study_name, storage_path=str(ray_dir), verbose=0,
                                       callbacks=[callback]),
         )
-        tuner.fit()
+        with DriverHeartbeat(searcher, study._storage):
+            tuner.fit()
         callback.flush()
+    if args.budget is not None:
+        wait_for_stale(study, console)
     console.print(f"Ray Tune's own results: {ray_dir}")
+
+
+def wait_for_stale(study: optuna.Study, console: Console) -> None:
+    """Trials still RUNNING belong to other drivers: wait until they finish or, a killed one's, go stale."""
+    others = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not others:
+        return
+    console.print(f"waiting for {len(others)} trial(s) still RUNNING in other processes (or until their"
+                  f" heartbeat is {GRACE_SECONDS} s old) ...")
+    failed = wait_for_running(study)
+    if failed:
+        console.print(f"trials {failed} were left by a stopped process and are marked FAIL")
 
 
 def _has_gpu() -> bool:

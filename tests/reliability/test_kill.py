@@ -79,3 +79,41 @@ def test_two_kills_mid_trial_then_resume_reaches_budget(task_file, tiny_model_di
     assert sorted(failed) == sorted(killed)
     seeds = [t.user_attrs["seed_name"] for t in trials if "seed_name" in t.user_attrs]
     assert len(seeds) == len(set(seeds)) == 4  # no seed queued or run twice across three runs
+
+
+@pytest.mark.slow
+def test_killed_ray_driver_trial_is_failed_on_resume(task_file, tiny_model_dir, tmp_path, monkeypatch):
+    """--backend ray: the driver asks and tells the trials, so SIGKILL it mid-trial (with its whole process
+    group: its Ray node and trial workers); the trial goes stale and fails, and a resume reaches the budget."""
+    import os
+
+    pytest.importorskip("ray")
+    budget = 3
+    args = search_args(task_file, tiny_model_dir, tmp_path, "--budget", str(budget), "--resume", fidelity=30)
+    db = tmp_path / "s" / "study.db"
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    driver = cli("search.run", *args, "--backend", "ray", stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        killed = _kill_during_trial(driver, db, after_complete=1, timeout=400)
+    finally:
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)  # Ray's node processes share the driver's session
+        except ProcessLookupError:
+            pass
+    before = {t.number: t for t in optuna.load_study(study_name="s", storage=f"sqlite:///{db}").get_trials()
+              if t.state == TrialState.COMPLETE}
+    # Resume in a process with a deadline: a trial without a heartbeat would stay RUNNING, and be waited for, forever.
+    resume = cli("search.run", *args, stdout=subprocess.DEVNULL)
+    try:
+        _, err = resume.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        resume.kill()
+        pytest.fail("the resumed search still waits for the killed driver's trial after 240 s")
+    assert resume.returncode == 0, err[-3000:]
+
+    trials = optuna.load_study(study_name="s", storage=f"sqlite:///{db}").get_trials()
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.FAIL)]
+    assert len(finished) == budget and not any(t.state == TrialState.RUNNING for t in trials)
+    assert trials[killed].state == TrialState.FAIL and trials[killed].user_attrs["failure"] == STALE_REASON
+    for n, old in before.items():
+        assert trials[n].state == TrialState.COMPLETE and trials[n].values == old.values
