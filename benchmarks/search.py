@@ -143,7 +143,7 @@ def main() -> None:
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "args": vars(args),
             "seconds": time.perf_counter() - start, "machine": platform.machine()}
     (out / "search_benchmark.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    Path(__file__).with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    Path(__file__).with_name(f"search_budget{args.budget}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":
