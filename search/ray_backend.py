@@ -24,6 +24,7 @@ from objectives import Fidelity
 from .progress import SearchProgress
 from .study import FINISHED, GRACE_SECONDS, HEARTBEAT_SECONDS, finished_count, wait_for_running
 from .trials import TrialContext, record_config, worker_name
+from .worker import claim
 
 CONFIG_KEY = "molora_config"
 METRICS_KEY = "metrics_json"
@@ -57,9 +58,6 @@ class DefineConfig:
     ctx: TrialContext
 
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
-        # ask() has just made the trial RUNNING: beat at once, so a driver killed from here on leaves a trial
-        # that goes stale (and is failed on resume) rather than one RUNNING forever; DriverHeartbeat goes on.
-        trial.study._storage.record_heartbeat(trial._trial_id)
         config = self.ctx.space.sample(trial)
         record_config(trial, config, self.ctx)
         return {CONFIG_KEY: config.to_json()}
@@ -87,9 +85,24 @@ def _train(params: dict[str, Any], *, job: WorkerJob) -> None:
 def _classes():
     """Ray-dependent classes, defined only once Ray is imported (it is an optional backend)."""
     _, tune, OptunaSearch = _ray()
+    from ray.tune.search import Searcher
 
     class StudySearch(OptunaSearch):
-        """OptunaSearch that stores our trial attributes and marks ASHA-stopped trials PRUNED."""
+        """OptunaSearch that claims queued trials like the Optuna backend's workers, stores our trial
+        attributes and marks ASHA-stopped trials PRUNED."""
+
+        budget: int | None = None
+
+        def suggest(self, trial_id: str) -> dict | str | None:
+            # ``claim`` instead of ``Study.ask``: the heartbeat is recorded before the trial is RUNNING (a
+            # driver killed at any moment leaves trials that go stale) and no trial beyond the budget is made,
+            # however many drivers share the study.
+            if callable(self._space) and trial_id not in self._ot_trials:
+                trial = claim(self._ot_study, self.budget)
+                if trial is None:
+                    return Searcher.FINISHED
+                self._ot_trials[trial_id] = trial
+            return super().suggest(trial_id)
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             ot_trial = self._ot_trials.get(trial_id)
@@ -191,6 +204,7 @@ def run_with_ray(study: optuna.Study, ctx: TrialContext, args: argparse.Namespac
     searcher = StudySearch(space=DefineConfig(ctx), metric=list(ctx.objectives),
                                  mode=["max" if o == "accuracy" else "min" for o in ctx.objectives],
                                  sampler=study.sampler, study_name=study.study_name, storage=study._storage)
+    searcher.budget = args.budget
     scheduler = None
     if args.pruner != "none":
         from ray.tune.schedulers import ASHAScheduler
