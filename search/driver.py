@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 from rich.console import Console
 
 from hilo_core import LLAMA_TARGETS, find_decoder_layers, module_shapes
@@ -23,7 +23,7 @@ from .pruning import AccuracyPruning, make_pruner
 from .study import GRACE_SECONDS, SearchInputError, StudyLocation, create_or_resume, fail_interrupted, finished_count, \
     locate, mark_set_up, wait_for_running
 from .trials import TrialContext, run_trial
-from .worker import queue_budget, run_worker
+from .worker import queue_budget, queued_trials, run_worker
 
 
 @dataclass(frozen=True)
@@ -177,18 +177,20 @@ def run_with_optuna(study: optuna.Study, ctx: TrialContext, args: argparse.Names
     for proc in helpers:
         if proc.wait() != 0:
             console.print(f"[yellow]warning:[/] helper worker (pid {proc.pid}) exited with code {proc.returncode}")
+    if args.budget is not None and timeout is None:
+        wait_for_others(study, console)
+
+
+def wait_for_others(study: optuna.Study, console: Console) -> None:
+    """Trials still RUNNING belong to other processes: wait until they finish or, a killed one's, go stale."""
     others = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    if args.budget is not None and others and timeout is None:
-        console.print(f"waiting for {len(others)} trial(s) still RUNNING in other processes (or until their"
-                      f" heartbeat is {GRACE_SECONDS} s old) ...")
-        failed = wait_for_running(study)
-        if failed:
-            console.print(f"trials {failed} were left by a stopped process and are marked FAIL")
-
-
-def queued_trials(study: optuna.Study, budget: int | None) -> list[FrozenTrial]:
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-            if budget is None or t.number < budget]
+    if not others:
+        return
+    console.print(f"waiting for {len(others)} trial(s) still RUNNING in other processes (or until their"
+                  f" heartbeat is {GRACE_SECONDS} s old) ...")
+    failed = wait_for_running(study)
+    if failed:
+        console.print(f"trials {failed} were left by a stopped process and are marked FAIL")
 
 
 def spawn_worker(args: argparse.Namespace, study_name: str) -> subprocess.Popen:

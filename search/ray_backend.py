@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,10 @@ from hilo_core import MoLoRAConfig
 from objectives import Fidelity
 
 from .progress import SearchProgress
-from .study import FINISHED, GRACE_SECONDS, HEARTBEAT_SECONDS, finished_count, wait_for_running
+from .driver import wait_for_others
+from .study import FINISHED, finished_count
 from .trials import TrialContext, record_config, worker_name
-from .worker import claim
+from .worker import claim, heartbeat, queued_trials
 
 CONFIG_KEY = "molora_config"
 METRICS_KEY = "metrics_json"
@@ -149,49 +149,25 @@ def _classes():
     return StudySearch, ProgressCallback
 
 
-class DriverHeartbeat:
-    """Beats, from the Ray driver, the heartbeat of every trial its searcher has asked and not yet told.
+def live_trial_ids(searcher: Any) -> list[int]:
+    """Optuna ids of the trials a Ray searcher has claimed and not yet told: the ones its driver beats.
 
-    Ray Tune runs trials in worker processes but asks and tells them in the driver, so the driver is what
+    Ray Tune runs trials in worker processes but claims and tells them in the driver, so the driver is what
     must be alive for a trial to end: when it is killed the beats stop and ``fail_interrupted`` fails those
     trials with the reason, as it does for the Optuna backend's workers.
     """
-
-    def __init__(self, searcher: Any, storage: optuna.storages.BaseStorage) -> None:
-        self.searcher, self.storage = searcher, storage
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="hilo-ray-heartbeat", daemon=True)
-
-    def live_trial_ids(self) -> list[int]:
-        done = set(self.searcher._completed_trials)
-        return [t._trial_id for tune_id, t in list(self.searcher._ot_trials.items()) if tune_id not in done]
-
-    def _run(self) -> None:
-        while not self.stop.wait(HEARTBEAT_SECONDS):
-            for trial_id in self.live_trial_ids():
-                try:
-                    self.storage.record_heartbeat(trial_id)
-                except Exception:  # noqa: BLE001 - a missed beat is retried next time; the search goes on
-                    continue
-
-    def __enter__(self) -> "DriverHeartbeat":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
+    done = set(searcher._completed_trials)
+    return [t._trial_id for tune_id, t in list(searcher._ot_trials.items()) if tune_id not in done]
 
 
 def run_with_ray(study: optuna.Study, ctx: TrialContext, args: argparse.Namespace, console: Console) -> None:
     """Run the remaining budget as Ray Tune trials on a local Ray or ``--ray-address``."""
     ray, tune, _ = _ray()
-    # A RUNNING trial counts as spent: another driver finishes it, or it belongs to a killed one and fails.
-    taken = len(study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)))
-    remaining = None if args.budget is None else max(0, args.budget - taken)
+    # What is queued below the budget; a RUNNING trial is another driver's, or a killed one's and will fail.
+    remaining = None if args.budget is None else len(queued_trials(study, args.budget))
     if remaining == 0:
         console.print(f"study already has {finished_count(study)} finished trials; nothing to run")
-        wait_for_stale(study, console)
+        wait_for_others(study, console)
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if not ray.is_initialized():
@@ -226,24 +202,12 @@ def run_with_ray(study: optuna.Study, ctx: TrialContext, args: argparse.Namespac
             run_config=tune.RunConfig(name=study.study_name, storage_path=str(ray_dir), verbose=0,
                                       callbacks=[callback]),
         )
-        with DriverHeartbeat(searcher, study._storage):
+        with heartbeat(study._storage, lambda: live_trial_ids(searcher)):
             tuner.fit()
         callback.flush()
     if args.budget is not None:
-        wait_for_stale(study, console)
+        wait_for_others(study, console)
     console.print(f"Ray Tune's own results: {ray_dir}")
-
-
-def wait_for_stale(study: optuna.Study, console: Console) -> None:
-    """Trials still RUNNING belong to other drivers: wait until they finish or, a killed one's, go stale."""
-    others = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    if not others:
-        return
-    console.print(f"waiting for {len(others)} trial(s) still RUNNING in other processes (or until their"
-                  f" heartbeat is {GRACE_SECONDS} s old) ...")
-    failed = wait_for_running(study)
-    if failed:
-        console.print(f"trials {failed} were left by a stopped process and are marked FAIL")
 
 
 def _has_gpu() -> bool:

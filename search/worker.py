@@ -13,7 +13,7 @@ import gc
 import threading
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -29,6 +29,12 @@ def queue_budget(study: optuna.Study, budget: int) -> int:
     for _ in range(missing):
         study.enqueue_trial({})
     return max(0, missing)
+
+
+def queued_trials(study: optuna.Study, budget: int | None) -> list[FrozenTrial]:
+    """Trials queued (WAITING) below ``budget``: what is left of it to run."""
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            if budget is None or t.number < budget]
 
 
 def claim(study: optuna.Study, budget: int | None) -> optuna.Trial | None:
@@ -55,17 +61,22 @@ def claim(study: optuna.Study, budget: int | None) -> optuna.Trial | None:
 
 
 @contextmanager
-def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
-    """Record the trial's heartbeat every HEARTBEAT_SECONDS, so a killed worker's trial goes stale."""
+def heartbeat(storage: optuna.storages.BaseStorage, trial_ids: Callable[[], Iterable[int]]) -> Iterator[None]:
+    """Record the heartbeat of ``trial_ids()`` now and every HEARTBEAT_SECONDS, so a killed process's trials
+    go stale. A worker beats its one trial; the Ray driver every trial its searcher holds."""
     stop = threading.Event()
 
     def beat() -> None:
         while True:
-            study._storage.record_heartbeat(trial._trial_id)
+            for trial_id in trial_ids():
+                try:
+                    storage.record_heartbeat(trial_id)
+                except Exception:  # noqa: BLE001 - a missed beat is retried next time; the trial goes on
+                    continue
             if stop.wait(HEARTBEAT_SECONDS):
                 return
 
-    thread = threading.Thread(target=beat, daemon=True)
+    thread = threading.Thread(target=beat, name="hilo-heartbeat", daemon=True)
     thread.start()
     try:
         yield
@@ -77,7 +88,7 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
 def run_one(study: optuna.Study, trial: optuna.Trial, objective: Callable[[optuna.Trial], Sequence[float]]
             ) -> FrozenTrial:
     """Run the objective on a claimed trial and tell the outcome; an exception fails only this trial."""
-    with heartbeat(study, trial):
+    with heartbeat(study._storage, lambda: (trial._trial_id,)):
         try:
             values = objective(trial)
         except optuna.TrialPruned:
