@@ -1,9 +1,20 @@
-"""Shared command-line plumbing: an argparse parser whose usage errors are one line, like every other error."""
+"""Shared command-line plumbing: every CLI error is one line ``<module>: <problem>`` on stderr, exit code 2."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import NoReturn
+
+
+def one_line(message: object) -> str:
+    """``message`` with every run of white space, newlines included, folded to one space."""
+    return " ".join(str(message).split())
+
+
+def print_error(module: str, message: object) -> None:
+    """The CLIs' error shape: ``<module>: <problem>`` as one line on stderr (multi-line library messages folded)."""
+    print(f"{module}: {one_line(message)}", file=sys.stderr)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -14,6 +25,6 @@ class OneLineParser(argparse.ArgumentParser):
     """
 
     def error(self, message: str) -> NoReturn:
-        name = self.prog.removeprefix("python -m ").strip()
-        self.exit(2, f"{name}: {' '.join(message.split())} (see --help)\n")
+        print_error(self.prog.removeprefix("python -m ").strip(), f"{message} (see --help)")
+        self.exit(2)
 

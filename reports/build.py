@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hilo_core.cli import OneLineParser
+from hilo_core.cli import OneLineParser, print_error
 
 from .html import pareto_html
 from .load import DEFAULT_OUT_ROOT, StudyData, StudyError, load, study_folder
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = load(args.study, args.storage, args.out_root)
     except StudyError as err:
-        print(f"reports.build: {err}", file=sys.stderr)
+        print_error("reports.build", err)
         return 2
     for path in build(data, study_folder(args.study, args.out_root)):
         print(path)

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hilo_core.cli import OneLineParser
+from hilo_core.cli import OneLineParser, print_error
 
 from .load import DEFAULT_OUT_ROOT, StudyError, load
 from .plots import compare_png
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         studies = [load(args.study_a, args.storage_a, args.out_root), load(args.study_b, args.storage_b, args.out_root)]
     except StudyError as err:
-        print(f"reports.compare: {err}", file=sys.stderr)
+        print_error("reports.compare", err)
         return 2
     out = args.out or Path(args.out_root) / f"compare-{args.study_a}-vs-{args.study_b}.png"
     print(compare_png(studies, out))

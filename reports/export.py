@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hilo_core.cli import OneLineParser
+from hilo_core.cli import OneLineParser, print_error
 
 from .formats import FORMATS, export, select_trial
 from .load import DEFAULT_OUT_ROOT, StudyError, load, study_folder
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out or study_folder(args.study, args.out_root) / "export" / f"trial{row.number}{suffix}"
         path = export(data, row, args.fmt, out, args.base_model)
     except StudyError as err:
-        print(f"reports.export: {err}", file=sys.stderr)
+        print_error("reports.export", err)
         return 2
     accuracy, trainable = row.value("accuracy"), row.value("trainable")
     print(f"trial {row.number}{f' ({row.seed_name})' if row.seed_name else ''}"

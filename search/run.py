@@ -10,6 +10,7 @@ import argparse
 import os
 import shlex
 import sys
+from collections import Counter
 
 # Idle OpenMP threads spin by default; on small shared CPUs that makes torch several times slower.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -19,7 +20,7 @@ import optuna
 from rich.console import Console
 from transformers.utils import logging as hf_logging
 
-from hilo_core.cli import OneLineParser
+from hilo_core.cli import OneLineParser, one_line, print_error
 from objectives import DIRECTIONS, TASKS
 
 from .study import DEFAULT_OUT_ROOT, SearchInputError
@@ -97,32 +98,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         study = run_search(args, objectives, console=console,
                            command="python -m search.run " + " ".join(map(shlex.quote, args.argv)))
     except SearchInputError as err:
-        print(f"search.run: {' '.join(str(err).split())}", file=sys.stderr)  # one line, whatever HF said
+        print_error("search.run", err)  # one line, whatever HF said
         return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/] finished trials are stored; rerun with --resume to continue")
         return 130
     trials = study.get_trials(deepcopy=False)
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
-        print(f"search.run: {all_failed_message(study.study_name, trials)}", file=sys.stderr)
+        print_error("search.run", all_failed_message(study.study_name, trials))
         return 1
     return 0
 
 
 def all_failed_message(name: str, trials: Sequence[optuna.trial.FrozenTrial]) -> str:
     """One line: how many trials failed or were pruned, and the most frequent reason."""
-    states: dict[str, int] = {}
-    reasons: dict[str, int] = {}
-    for t in trials:
-        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
-        reason = t.user_attrs.get("failure")
-        if reason:
-            reasons[reason] = reasons.get(reason, 0) + 1
+    states = Counter(t.state.name.lower() for t in trials)
+    reasons = Counter(t.user_attrs["failure"] for t in trials if t.user_attrs.get("failure"))
     counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "no trials"
-    common = max(reasons, key=reasons.get) if reasons else "no reason recorded"
-    line = " ".join(common.split())  # a reason may span lines; the message is one
+    common, seen = reasons.most_common(1)[0] if reasons else ("no reason recorded", 0)
     return (f"no trial of study {name!r} completed ({counts}); most frequent reason"
-            f" ({reasons.get(common, 0)}x): {line[:300]}")
+            f" ({seen}x): {one_line(common)[:300]}")
 
 
 if __name__ == "__main__":

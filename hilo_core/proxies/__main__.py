@@ -8,11 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import time
 from pathlib import Path
 
-from ..cli import OneLineParser
+from ..cli import OneLineParser, print_error
 from ..config import LLAMA_TARGETS
 from ..models import DEFAULT_MODEL, load_model
 from .alphas import layer_alphas
@@ -75,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         total = args.total_experts if args.total_experts is not None else _EXPERTS_PER_LAYER * len(alphas)
         experts = alphalora_allocation(alphas.layers, total, beta=args.beta)
     except (OSError, ValueError) as err:
-        print(f"hilo_core.proxies: {' '.join(str(err).split())}", file=sys.stderr)  # one line, whatever HF said
+        print_error("hilo_core.proxies", err)  # one line, whatever HF said
         return 2
 
     table = Table(title=f"{args.model}: HT-SR alpha and AlphaLoRA experts (T={total}, beta={args.beta})")
