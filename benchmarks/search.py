@@ -28,7 +28,7 @@ from optuna.trial import TrialState, create_trial  # noqa: E402
 
 from hilo_core import LLAMA_TARGETS  # noqa: E402
 from objectives import DIRECTIONS, Fidelity, get_task  # noqa: E402
-from reports.hypervolume import hypervolume_of  # noqa: E402
+from reports.hypervolume import hypervolume_of, normalise  # noqa: E402
 from search.driver import build_space, make_sampler, model_facts  # noqa: E402
 from search.progress import SearchProgress  # noqa: E402
 from search.study import FINISHED  # noqa: E402
@@ -105,18 +105,13 @@ def main() -> None:
         arms[name] = arm
 
     done = {n: [t for t in s.get_trials() if t.state == TrialState.COMPLETE] for n, s in arms.items()}
-    every = [t for ts in done.values() for t in ts]
-    signs = [-1.0 if d == "maximize" else 1.0 for d in DIRECTIONS.values()]
-    lows = [min(s * t.values[i] for t in every) for i, s in enumerate(signs)]
-    highs = [max(s * t.values[i] for t in every) for i, s in enumerate(signs)]
-
-    def norm(t):
-        return [(s * v - lo) / (hi - lo) if hi > lo else 0.0 for s, v, lo, hi in zip(signs, t.values, lows, highs)]
-
-    seed_points = [norm(t) for t in done["seeds"]]
+    # one box for every arm: normalised together, then handed back to each arm in order
+    box = iter(normalise([t.values for ts in done.values() for t in ts], list(DIRECTIONS.values())))
+    arm_points = {name: [next(box) for _ in trials] for name, trials in done.items()}
+    seed_points = arm_points["seeds"]
     rows = []
     for name, trials in done.items():
-        points = [norm(t) for t in trials]
+        points = arm_points[name]
         front = [p for p in points if not any(dominates(q, p) for q in points)]
         beaten = sum(any(dominates(f, sp) for f in front) for sp in seed_points)
         best = max(trials, key=lambda t: (t.values[0], -t.values[1]))  # ties: the smaller config

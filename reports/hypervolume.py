@@ -11,6 +11,7 @@ in-memory copy of the normalised trials (its private ``optuna._hypervolume`` is 
 from __future__ import annotations
 
 import warnings
+from typing import Sequence
 
 import optuna
 from optuna.trial import TrialState, create_trial
@@ -22,9 +23,13 @@ REFERENCE = 1.1
 
 def normalised(data: StudyData) -> list[list[float]]:
     """Each completed trial's objectives scaled to [0, 1], 0 best, in ``data.completed`` order."""
+    return normalise([[r.value(n) for n in data.objectives] for r in data.completed], data.directions)
+
+
+def normalise(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[list[float]]:
+    """Objective vectors scaled per objective to [0, 1] over ``points``: 0 the best value seen, 1 the worst."""
     columns = []
-    for name, direction in zip(data.objectives, data.directions):
-        values = [r.value(name) for r in data.completed]
+    for values, direction in zip(zip(*points), directions):
         best, worst = (max(values), min(values)) if direction == "maximize" else (min(values), max(values))
         span = worst - best
         columns.append([(v - best) / span if span else 0.0 for v in values])
