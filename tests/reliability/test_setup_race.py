@@ -19,6 +19,13 @@ BUDGET, WORKERS = 7, 4
 OBJECTIVES = ("accuracy", "trainable")
 
 
+def _prepare(location, space, sampler_seed=0):
+    """The set-up every search.run performs, for a study of the tiny 4-layer space."""
+    return prepare_study(location, objectives=OBJECTIVES, sampler=make_sampler("nsga2", sampler_seed), resume=True,
+                         attrs={"fidelity": {"steps": 1}, "command": "test"}, space=space, budget=BUDGET,
+                         console=Console(quiet=True))
+
+
 def _start_together(storage_url, out_root, name):
     space = get_space("mola", n_layers=4)
     location = locate(name, storage_url, out_root)
@@ -27,9 +34,7 @@ def _start_together(storage_url, out_root, name):
     def worker(i):
         try:
             barrier.wait()
-            prepare_study(location, objectives=OBJECTIVES, sampler=make_sampler("nsga2", i), resume=True,
-                          attrs={"fidelity": {"steps": 1}, "command": "test"}, space=space, budget=BUDGET,
-                          console=Console(quiet=True))
+            _prepare(location, space, sampler_seed=i)
         except Exception as err:  # noqa: BLE001 - reported below with the worker's number
             errors.append((i, repr(err)))
 
@@ -42,11 +47,9 @@ def _start_together(storage_url, out_root, name):
     return optuna.load_study(study_name=name, storage=location.storage), space
 
 
-@pytest.mark.parametrize("round_", range(10))
-def test_simultaneous_start_on_sqlite_queues_seeds_once(round_, tmp_path):
-    study, space = _start_together(None, tmp_path, f"race{round_}")
-    trials = study.get_trials(deepcopy=False)
-    below = [t for t in trials if t.number < BUDGET]
+def _check_queued_once(study, space):
+    """Each seed queued once and first, exactly the budget queued below it, the metric names stored."""
+    below = [t for t in study.get_trials(deepcopy=False) if t.number < BUDGET]
     seeds = Counter(t.user_attrs.get("seed_name") for t in below if "seed_name" in t.user_attrs)
     assert seeds == Counter({s.name: 1 for s in space.seeds()}), seeds
     assert len(below) == BUDGET
@@ -54,19 +57,14 @@ def test_simultaneous_start_on_sqlite_queues_seeds_once(round_, tmp_path):
     assert study.metric_names == list(OBJECTIVES)
 
 
+@pytest.mark.parametrize("round_", range(10))
+def test_simultaneous_start_on_sqlite_queues_seeds_once(round_, tmp_path):
+    _check_queued_once(*_start_together(None, tmp_path, f"race{round_}"))
+
+
 @pytest.mark.parametrize("round_", range(5))
 def test_simultaneous_start_on_postgresql_queues_seeds_once(round_, tmp_path, postgres_url):
-    study, space = _start_together(postgres_url, tmp_path, f"race-pg{round_}")
-    below = [t for t in study.get_trials(deepcopy=False) if t.number < BUDGET]
-    seeds = Counter(t.user_attrs.get("seed_name") for t in below if "seed_name" in t.user_attrs)
-    assert seeds == Counter({s.name: 1 for s in space.seeds()}), seeds
-    assert len(below) == BUDGET
-
-
-def _prepare(location, space):
-    return prepare_study(location, objectives=OBJECTIVES, sampler=make_sampler("nsga2", 0), resume=True,
-                         attrs={"fidelity": {"steps": 1}, "command": "test"}, space=space, budget=BUDGET,
-                         console=Console(quiet=True))
+    _check_queued_once(*_start_together(postgres_url, tmp_path, f"race-pg{round_}"))
 
 
 def test_creator_stopped_mid_set_up_is_taken_over(tmp_path, monkeypatch):
