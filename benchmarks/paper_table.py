@@ -52,8 +52,9 @@ from objectives.paper_tasks import PAPER_DATASETS  # noqa: E402
 from objectives.scoring import accuracy  # noqa: E402
 from objectives.sequences import encode  # noqa: E402
 from reports.load import config_cells, load, read_study  # noqa: E402
-from search.driver import build_space, make_sampler, model_facts  # noqa: E402
+from search.facts import build_space, model_facts  # noqa: E402
 from search.progress import SearchProgress  # noqa: E402
+from search.sampling import make_sampler  # noqa: E402
 from search.study import FINISHED  # noqa: E402
 from search.trials import TrialContext, run_trial  # noqa: E402
 from spaces import seed_config  # noqa: E402

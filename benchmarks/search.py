@@ -29,8 +29,9 @@ from optuna.trial import TrialState, create_trial  # noqa: E402
 from hilo_core import LLAMA_TARGETS  # noqa: E402
 from objectives import DIRECTIONS, Fidelity, get_task  # noqa: E402
 from reports.hypervolume import hypervolume_of, normalise  # noqa: E402
-from search.driver import build_space, make_sampler, model_facts  # noqa: E402
+from search.facts import build_space, model_facts  # noqa: E402
 from search.progress import SearchProgress  # noqa: E402
+from search.sampling import make_sampler  # noqa: E402
 from search.study import FINISHED  # noqa: E402
 from search.trials import TrialContext, run_trial  # noqa: E402
 

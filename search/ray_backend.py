@@ -21,10 +21,9 @@ from hilo_core import MoLoRAConfig
 from objectives import Fidelity
 
 from .progress import SearchProgress
-from .driver import wait_for_others
 from .study import FINISHED, finished_count
 from .trials import TrialContext, record_config, worker_name
-from .worker import claim, heartbeat, queued_trials
+from .worker import claim, heartbeat, queued_trials, wait_for_others
 
 CONFIG_KEY = "molora_config"
 METRICS_KEY = "metrics_json"

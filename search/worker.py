@@ -17,8 +17,9 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
 
-from .study import HEARTBEAT_SECONDS, fail_interrupted
+from .study import GRACE_SECONDS, HEARTBEAT_SECONDS, fail_interrupted, wait_for_running
 
 Callback = Callable[[optuna.Study, FrozenTrial], None]
 
@@ -117,3 +118,15 @@ def run_worker(study: optuna.Study, objective: Callable[[optuna.Trial], Sequence
             callback(study, frozen)
         gc.collect()  # a trial's adapters and optimiser state go before the next is built
     return ran
+
+
+def wait_for_others(study: optuna.Study, console: Console) -> None:
+    """Trials still RUNNING belong to other processes: wait until they finish or, a killed one's, go stale."""
+    others = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not others:
+        return
+    console.print(f"waiting for {len(others)} trial(s) still RUNNING in other processes (or until their"
+                  f" heartbeat is {GRACE_SECONDS} s old) ...")
+    failed = wait_for_running(study)
+    if failed:
+        console.print(f"trials {failed} were left by a stopped process and are marked FAIL")

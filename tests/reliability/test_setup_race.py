@@ -1,7 +1,7 @@
 """Several workers starting a new study at the same instant: exactly one queues the seeds and the budget.
 
 Each thread is a separate worker with its own connection to the SQLite (or PostgreSQL) storage, released
-together by a barrier into ``search.driver.prepare_study``, the set-up every ``search.run`` performs.
+together by a barrier into ``search.seeding.prepare_study``, the set-up every ``search.run`` performs.
 """
 
 import threading
@@ -11,7 +11,8 @@ import optuna
 import pytest
 from rich.console import Console
 
-from search.driver import make_sampler, prepare_study
+from search.sampling import make_sampler
+from search.seeding import prepare_study
 from search.study import locate
 from spaces import get_space
 

@@ -1,0 +1,57 @@
+"""`--backend optuna`: trials in this process and ``--workers - 1`` helper processes on the same storage."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import optuna
+from optuna.trial import TrialState
+from rich.console import Console
+
+from .progress import SearchProgress
+from .study import finished_count
+from .trials import TrialContext, run_trial
+from .worker import queued_trials, run_worker, wait_for_others
+
+
+def run_with_optuna(study: optuna.Study, ctx: TrialContext, args: argparse.Namespace, console: Console) -> None:
+    """Trials in this process (and ``--workers - 1`` helper processes on the same storage) until the
+    queue below the budget is empty; then wait for trials other processes still run."""
+    queued = len(queued_trials(study, args.budget))
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if args.budget is not None and not queued and not running:
+        console.print(f"study already has {finished_count(study)} finished trials (budget {args.budget}); nothing to run")
+        return
+    timeout = args.budget_hours * 3600 if args.budget_hours else None
+    n_helpers = args.workers - 1 if args.budget is None else min(args.workers - 1, max(queued - 1, 0))
+    helpers = [spawn_worker(args, study.study_name) for _ in range(n_helpers)]
+    with SearchProgress(total=args.budget or 0, done=finished_count(study), objectives=ctx.objectives,
+                        console=console) as progress:
+        run_worker(study, lambda t: run_trial(t, ctx), budget=args.budget, timeout=timeout, callbacks=[progress])
+    for proc in helpers:
+        if proc.wait() != 0:
+            console.print(f"[yellow]warning:[/] helper worker (pid {proc.pid}) exited with code {proc.returncode}")
+    if args.budget is not None and timeout is None:
+        wait_for_others(study, console)
+
+
+def spawn_worker(args: argparse.Namespace, study_name: str) -> subprocess.Popen:
+    """Another process running trials of the same study (same storage), without seeds or report."""
+    argv = [a for a in args.argv if a not in ("--resume", "--no-report")]
+    argv = _drop_option(_drop_option(argv, "--workers"), "--study")
+    argv += ["--workers", "1", "--resume", "--no-report", "--study", study_name]
+    return subprocess.Popen([sys.executable, "-m", "search.run", *argv], stdout=subprocess.DEVNULL)
+
+
+def _drop_option(argv: list[str], name: str) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == name:
+            skip = True
+        elif not a.startswith(name + "="):
+            out.append(a)
+    return out
