@@ -98,32 +98,50 @@ def parameter_table(model: nn.Module) -> list[LayerRow]:
 
 
 def module_shapes(model: nn.Module, target_modules: tuple[str, ...]) -> dict[str, tuple[int, int]]:
-    """``{target name: (d_in, d_out)}`` read from the first decoder layer of a bare or injected model."""
+    """``{path in a decoder layer: (d_in, d_out)}`` for every target linear of the first decoder layer.
+
+    Keyed by path (``attn.c_proj``, ``mlp.c_proj``), not by name: one target name may match several
+    modules of different shapes in a block (GPT-2's two ``c_proj``, BERT's three ``dense``).
+    """
     from .layers import linear_shape
 
-    _, blocks = find_decoder_layers(model)
+    stack_name, blocks = find_decoder_layers(model)
     shapes: dict[str, tuple[int, int]] = {}
     for path, module in blocks[0].named_modules():
-        leaf = path.rsplit(".", 1)[-1]
-        if leaf in target_modules and leaf not in shapes:
-            shapes[leaf] = (module.d_in, module.d_out) if isinstance(module, MoLoRALinear) else linear_shape(module)
-    missing = [t for t in target_modules if t not in shapes]
+        if _leaf(path) in target_modules:
+            try:
+                shapes[path] = (module.d_in, module.d_out) if isinstance(module, MoLoRALinear) else \
+                    linear_shape(module)
+            except TypeError:
+                raise ValueError(f"target module {stack_name}.0.{path} is a {type(module).__name__},"
+                                 " not a linear layer (nn.Linear or Conv1D)") from None
+    missing = [t for t in target_modules if t not in {_leaf(p) for p in shapes}]
     if missing:
         raise ValueError(f"target_modules {missing} match no linear in the first decoder layer")
     return shapes
 
 
+def _leaf(path: str) -> str:
+    return path.rsplit(".", 1)[-1]
+
+
+def _target_shapes(config: MoLoRAConfig, shapes: Mapping[str, tuple[int, int]]) -> list[tuple[int, int]]:
+    """The shapes of the modules ``config`` adapts in one layer (keys: paths, or bare target names)."""
+    chosen = [shape for path, shape in shapes.items() if _leaf(path) in config.target_modules]
+    missing = [t for t in config.target_modules if t not in {_leaf(p) for p in shapes}]
+    if missing:
+        raise ValueError(f"shapes hold no module named {missing} (config.target_modules); got {sorted(shapes)}")
+    return chosen
+
+
 def config_trainable(config: MoLoRAConfig, shapes: Mapping[str, tuple[int, int]]) -> int:
     """Trainable adapter parameters of ``config`` without building it (search constraints, reports).
 
-    Equals ``count_trainable`` after ``inject`` when every layer's targets share ``shapes``.
+    Equals ``count_trainable`` after ``inject`` when every layer's targets have the first layer's shapes.
     """
-    total = 0
-    for spec in config.layers:
-        for target in config.target_modules:
-            d_in, d_out = shapes[target]
-            total += spec.total_rank * (d_in + d_out) + router_param_count(spec, d_in)
-    return total
+    per_layer = _target_shapes(config, shapes)
+    return sum(spec.total_rank * (d_in + d_out) + router_param_count(spec, d_in)
+               for spec in config.layers for d_in, d_out in per_layer)
 
 
 def config_active(config: MoLoRAConfig, shapes: Mapping[str, tuple[int, int]]) -> float | None:
@@ -132,6 +150,7 @@ def config_active(config: MoLoRAConfig, shapes: Mapping[str, tuple[int, int]]) -
     Expected active rank for top-k is the mean over which k experts fire; that depends on the data when
     ranks differ inside a layer, so only equal-rank top-k layers are exact here. None otherwise.
     """
+    per_layer = _target_shapes(config, shapes)
     total = 0.0
     for spec in config.layers:
         if spec.disabled:
@@ -143,9 +162,7 @@ def config_active(config: MoLoRAConfig, shapes: Mapping[str, tuple[int, int]]) -
             rank = float(spec.router.top_k * spec.ranks[0])
         else:
             return None
-        for target in config.target_modules:
-            d_in, d_out = shapes[target]
-            total += rank * (d_in + d_out) + router_param_count(spec, d_in)
+        total += sum(rank * (d_in + d_out) + router_param_count(spec, d_in) for d_in, d_out in per_layer)
     return total
 
 

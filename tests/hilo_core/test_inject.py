@@ -140,3 +140,39 @@ def test_embedded_smollm2_heterogeneous_forward_backward():
     out.loss.backward()
     assert all(m.lora_A.grad is not None and torch.isfinite(m.lora_A.grad).all() for _, m in molora_modules(model))
     assert count_trainable(model) == sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+ROUTERS = [RouterSpec(kind="dense"), RouterSpec(kind="topk", top_k=2), RouterSpec(kind="threshold"),
+           RouterSpec(kind="topp", top_p=0.7)]
+
+
+@pytest.mark.parametrize("router", ROUTERS, ids=[r.kind for r in ROUTERS])
+@pytest.mark.parametrize("build, targets", [
+    (tiny_llama, ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")),
+    (tiny_gpt2, ("c_attn", "c_proj", "c_fc")),  # attn.c_proj (48 -> 48) and mlp.c_proj (192 -> 48)
+    (tiny_bert, ("query", "key", "value", "dense")),  # three `dense` of three shapes per block
+], ids=["llama", "gpt2", "bert"])
+def test_config_trainable_equals_the_injected_count(build, targets, router):
+    """Counting from shapes must give what inject builds, also where two modules of a block share a name."""
+    model = build()
+    n_layers = len(__import__("hilo_core").find_decoder_layers(model)[1])
+    ranks = [(2, 8, 4), (1, 16), (4, 4, 2, 2), (3, 5)]
+    config = MoLoRAConfig(layers=tuple(LayerSpec(ranks=ranks[i % 4], router=router) for i in range(n_layers)),
+                          target_modules=targets)
+    shapes = module_shapes(model, targets)
+    inject(model, config)
+    assert config_trainable(config, shapes) == count_trainable(model)
+    assert module_shapes(model, targets) == shapes  # read through the wrappers alike
+    if router.kind in ("dense", "topk"):
+        ids = torch.randint(0, 128, (2, 6), generator=torch.Generator().manual_seed(0))
+        if router.kind == "dense" or all(len(set(s.ranks)) == 1 for s in config.layers):
+            assert config_active(config, shapes) == pytest.approx(count_active(model, ids), rel=1e-9)
+
+
+def test_module_shapes_name_the_missing_or_non_linear_target():
+    with pytest.raises(ValueError, match=r"target_modules \['nope'\] match no linear"):
+        module_shapes(tiny_gpt2(), ("c_attn", "nope"))
+    with pytest.raises(ValueError, match="attn is a GPT2Attention, not a linear layer"):
+        module_shapes(tiny_gpt2(), ("attn",))
+    with pytest.raises(ValueError, match=r"shapes hold no module named \['c_fc'\]"):
+        config_trainable(MoLoRAConfig.uniform(3, 2, 4, target_modules=("c_fc",)), {"attn.c_proj": (48, 48)})
