@@ -1,0 +1,130 @@
+"""The fronts of a search, in one place: plain Pareto front, noise-aware front, Pareto ranks and hypervolume.
+
+Search progress, reports, export and benchmarks all call these. The parameter axes (trainable, active)
+are exact; only the accuracy-side signal is noisy, so the noise-aware front asks for a *significant*
+paired gain before a larger config earns its place. Non-dominated sorting and hypervolume are moocore's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import moocore
+import numpy as np
+
+from .paired import UNKNOWN_SEED_VARIANCE, Comparison, SeedVariance, compare
+
+REFERENCE = 1.1  # reference point of the normalised hypervolume box (10% past the worst value seen)
+
+
+def _as_minimised(points: Sequence[Sequence[float]], directions: Sequence[str]) -> np.ndarray:
+    pts = np.asarray(points, dtype=float).reshape(len(points), len(directions))
+    bad = [d for d in directions if d not in ("minimize", "maximize")]
+    if bad:
+        raise ValueError(f"directions must be 'minimize' or 'maximize', got {bad}")
+    signs = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
+    return pts * signs
+
+
+def plain_front(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:
+    """Indices of the points no other point dominates (point estimates; duplicates all stay)."""
+    if len(points) == 0:
+        return []
+    mask = moocore.is_nondominated(_as_minimised(points, directions), keep_weakly=True)
+    return [i for i, keep in enumerate(mask) if keep]
+
+
+def pareto_ranks(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:
+    """Non-dominated sorting: 1 for the front, 2 for the front of the rest, and so on."""
+    if len(points) == 0:
+        return []
+    return [int(r) + 1 for r in moocore.pareto_rank(_as_minimised(points, directions))]  # moocore counts from 0
+
+
+def normalise(points: Sequence[Sequence[float]], directions: Sequence[str],
+              box: tuple[Sequence[float], Sequence[float]] | None = None) -> np.ndarray:
+    """Points scaled per objective to [0, 1], 0 the best and 1 the worst value of ``box`` (default: the points).
+
+    ``box`` = (best, worst) per objective in the objectives' own units lets several arms share one box.
+    """
+    pts = np.asarray(points, dtype=float).reshape(len(points), len(directions))
+    if box is None:
+        best = [pts[:, j].max() if d == "maximize" else pts[:, j].min() for j, d in enumerate(directions)]
+        worst = [pts[:, j].min() if d == "maximize" else pts[:, j].max() for j, d in enumerate(directions)]
+    else:
+        best, worst = box
+    best, worst = np.asarray(best, dtype=float), np.asarray(worst, dtype=float)
+    span = worst - best
+    safe = np.where(span == 0, 1.0, span)
+    return np.where(span == 0, 0.0, (pts - best) / safe)
+
+
+def hypervolume(normalised: np.ndarray) -> float:
+    """Hypervolume of already normalised, minimised points against REFERENCE in every objective."""
+    pts = np.asarray(normalised, dtype=float)
+    if pts.size == 0:
+        return 0.0
+    return float(moocore.hypervolume(pts, ref=[REFERENCE] * pts.shape[1]))
+
+
+def hypervolume_history(normalised: np.ndarray, feasible: Sequence[bool] | None = None) -> list[float]:
+    """Hypervolume after each point in order (infeasible points add nothing)."""
+    pts = np.asarray(normalised, dtype=float)
+    feasible = [True] * len(pts) if feasible is None else list(feasible)
+    history, kept = [], []
+    for point, ok in zip(pts, feasible):
+        if ok:
+            kept.append(point)
+        history.append(hypervolume(np.asarray(kept)) if kept else 0.0)
+    return history
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One config as the noise-aware front sees it: exact parameter counts and noisy per-question values.
+
+    ``values`` is ``(seeds, questions)`` on the study's fixed question set, higher is better (correct
+    0/1, gold-choice probability, or minus the answer NLL); ``params`` are minimised.
+    """
+
+    key: str
+    params: tuple[float, ...]
+    values: np.ndarray
+    order: int = 0  # tie-break between equal means: the earlier config (lower trial number) wins
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+
+def _no_larger(small: Candidate, big: Candidate) -> bool:
+    return all(s <= b for s, b in zip(small.params, big.params))
+
+
+def earns_place(c: Candidate, others: Sequence[Candidate], *, alpha: float,
+                seed_variance: SeedVariance) -> bool:
+    """``c`` is on the noise-aware front: among configs of the very same size it has the best mean, and it is
+    significantly better (paired, one-sided ``alpha``) than every config no larger on every parameter axis."""
+    for o in others:
+        if o.key == c.key or not _no_larger(o, c):
+            continue
+        if tuple(o.params) == tuple(c.params):
+            if (o.mean, -o.order) > (c.mean, -c.order):
+                return False
+        elif not compare(c.values, o.values, seed_variance=seed_variance).significantly_greater(alpha):
+            return False
+    return True
+
+
+def noise_aware_front(candidates: Sequence[Candidate], *, alpha: float = 0.05,
+                      seed_variance: SeedVariance = UNKNOWN_SEED_VARIANCE) -> list[int]:
+    """Indices of the candidates that earn their place (see ``earns_place``); the smallest always does."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    return [i for i, c in enumerate(candidates) if earns_place(c, candidates, alpha=alpha, seed_variance=seed_variance)]
+
+
+def versus(c: Candidate, o: Candidate, seed_variance: SeedVariance = UNKNOWN_SEED_VARIANCE) -> Comparison:
+    """Paired comparison of two candidates (``c`` minus ``o``)."""
+    return compare(c.values, o.values, seed_variance=seed_variance)
