@@ -20,6 +20,7 @@ DEFAULT_OUT_ROOT = "reports/out"
 METRIC_KEYS = {"accuracy": "accuracy", "trainable": "trainable_params", "active": "active_params"}
 # used only when a study carries no metric names (set_metric_names was never called)
 _FALLBACK_NAMES = ("accuracy", "trainable", "active")
+_CONSTRAINTS_KEY = "constraints"  # Optuna's system attribute (and prefix) for constraint values
 
 
 class StudyError(ValueError):
@@ -124,6 +125,14 @@ def objective_names(study: optuna.Study) -> tuple[str, ...]:
     return _FALLBACK_NAMES[:n] if n <= len(_FALLBACK_NAMES) else tuple(f"objective_{i}" for i in range(n))
 
 
+def constraint_values(trial: FrozenTrial) -> list[float]:
+    """A trial's constraint values in both of Optuna's layouts: the ``constraints`` list a sampler's
+    ``constraints_func`` writes, and one ``constraints:<name>`` attribute per ``trial.set_constraint`` (v5)."""
+    attrs = trial.system_attrs
+    values = [float(v) for v in attrs.get(_CONSTRAINTS_KEY) or ()]
+    return values + [float(v) for k, v in attrs.items() if k.startswith(_CONSTRAINTS_KEY + ":")]
+
+
 def _row(trial: FrozenTrial, objectives: tuple[str, ...], front: set[int]) -> TrialRow:
     metrics = {k: float(v) for k, v in (trial.user_attrs.get("metrics") or {}).items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -138,11 +147,11 @@ def _row(trial: FrozenTrial, objectives: tuple[str, ...], front: set[int]) -> Tr
         config = MoLoRAConfig.from_json(text) if isinstance(text, str) else None
     except ValueError as err:
         raise StudyError(f"trial {trial.number}: user_attrs['config'] is not a MoLoRAConfig: {err}") from None
-    constraints = trial.system_attrs.get("constraints")
+    constraints = constraint_values(trial)
     return TrialRow(
         number=trial.number, state=trial.state.name, metrics=metrics, config=config,
         seed_name=trial.user_attrs.get("seed_name"), failure=trial.user_attrs.get("failure"),
-        feasible=constraints is None or all(c <= 0.0 for c in constraints), on_front=trial.number in front,
+        feasible=all(c <= 0.0 for c in constraints), on_front=trial.number in front,
     )
 
 

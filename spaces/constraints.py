@@ -1,8 +1,8 @@
 """The trainable-parameter budget as an Optuna constraint: over-budget trials stay in the study, infeasible.
 
-Two ways to hand it to Optuna, pick one per study: ``record(trial, trainable)`` before training, which sets
-``trial.set_constraint`` where Optuna has it (v5+; samplers read ``FrozenTrial.constraints``), or the sampler
-argument ``constraints_func=trainable_constraint(max)`` (Optuna 3-4; deprecated in 5.0, removed in 7.0).
+Two ways to hand it to Optuna, pick one per study: ``record(trial, trainable)`` before training, which calls
+``trial.set_constraint`` (Optuna 5, the version hilo requires; samplers read ``FrozenTrial.constraints``), or the
+sampler argument ``constraints_func=trainable_constraint(max)`` (deprecated in 5.0, removed in 7.0).
 """
 
 from __future__ import annotations
@@ -39,10 +39,9 @@ class TrainableConstraint:
         return [float(trial.user_attrs[TRAINABLE_ATTR] - self.max_trainable)]
 
     def record(self, trial: Any, trainable: int) -> None:
-        """Store ``trainable`` on the trial, and the constraint itself where Optuna has ``set_constraint``."""
+        """Store ``trainable`` on the trial and the constraint itself (``constraints:trainable_params``)."""
         trial.set_user_attr(TRAINABLE_ATTR, trainable)
-        if hasattr(trial, "set_constraint"):
-            trial.set_constraint(TRAINABLE_ATTR, float(trainable - self.max_trainable))
+        trial.set_constraint(TRAINABLE_ATTR, float(trainable - self.max_trainable))
 
 
 def trainable_constraint(max_trainable: float) -> TrainableConstraint:
