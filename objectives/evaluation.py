@@ -20,7 +20,8 @@ from hilo_core.models import DEFAULT_MODEL, load_model
 from .fidelity import Fidelity
 from .metrics import Metrics
 from .registry import get_task
-from .scoring import accuracy
+from .records import QuestionRecords, question_fingerprint
+from .scoring import choice_scores
 from .sequences import EncodedExample, encode
 from .task import Task
 from .train import train
@@ -56,7 +57,8 @@ def _peak_memory(device: torch.device) -> int:
 
 
 def evaluate(config: MoLoRAConfig, task: Task | str, fidelity: Fidelity, *, seed: int = 0,
-             model: str = DEFAULT_MODEL, on_eval: Callable[[int, float], None] | None = None) -> Metrics:
+             model: str = DEFAULT_MODEL, on_eval: Callable[[int, float], None] | None = None,
+             on_records: Callable[[int, QuestionRecords], None] | None = None) -> Metrics:
     """Fine-tune ``config``'s adapters on ``task`` for ``fidelity.steps`` and measure them.
 
     Args:
@@ -68,9 +70,13 @@ def evaluate(config: MoLoRAConfig, task: Task | str, fidelity: Fidelity, *, seed
         model: ``default`` (embedded SmolLM2-135M), a local folder or an HF id.
         on_eval: called as ``on_eval(step, validation_accuracy)`` every ``fidelity.eval_every`` steps;
             it may raise (``optuna.TrialPruned``) to stop the trial.
+        on_records: called as ``on_records(step, validation_records)`` at the same steps (and after the
+            last step): the per-question outcomes of every intermediate fidelity of one run.
 
     Returns:
-        Metrics; ``accuracy`` on the validation split, ``test_accuracy`` on the test split.
+        Metrics; ``accuracy``/``score``/``loss`` and per-question ``records`` on the validation split;
+        ``test_accuracy``/``test_records`` on the test split when ``fidelity.max_test_examples`` > 0 (a
+        search sets it to 0: only the confirmation stage looks at test questions).
 
     Raises:
         TrialFailed: non-finite loss or weights. Whatever ``on_eval`` raises is re-raised. In every case
@@ -92,33 +98,56 @@ def evaluate(config: MoLoRAConfig, task: Task | str, fidelity: Fidelity, *, seed
         torch.cuda.reset_peak_memory_stats(device)
 
     eval_seconds = 0.0
-    last_eval: tuple[int, float] | None = None
+    last_eval: tuple[int, QuestionRecords] | None = None
 
-    def score(encoded: list[EncodedExample]) -> float:
+    def score(encoded: list[EncodedExample]) -> QuestionRecords:
         nonlocal eval_seconds
         started = time.perf_counter()
-        acc = accuracy(base, encoded, pad_id=pad_id, device=device, batch_rows=fidelity.eval_batch_size)
+        scores = choice_scores(base, encoded, pad_id=pad_id, device=device, batch_rows=fidelity.eval_batch_size)
         eval_seconds += time.perf_counter() - started
-        return acc
+        return QuestionRecords.from_scores(scores, [e.answer for e in encoded], question_set_fingerprint(encoded))
 
     def report(step: int) -> None:
         nonlocal last_eval
         last_eval = (step, score(val_set))
-        on_eval(*last_eval)
+        if on_records is not None:
+            on_records(*last_eval)
+        if on_eval is not None:
+            on_eval(step, last_eval[1].accuracy)
 
     torch.manual_seed(seed)  # adapter init and dropout draw from the global generator
     inject(base, config)
     try:
         result = train(base, train_set, fidelity, seed=seed, pad_id=pad_id, device=device,
-                       on_step=report if on_eval is not None else None)
-        val_acc = last_eval[1] if last_eval and last_eval[0] == result.steps else score(val_set)
-        test_acc = score(test_set) if test_set else None
+                       on_step=report if on_eval is not None or on_records is not None else None)
+        if last_eval and last_eval[0] == result.steps:
+            val = last_eval[1]
+        else:
+            val = score(val_set)
+            if on_records is not None:
+                on_records(result.steps, val)
+        test = score(test_set) if test_set else None
         trainable = count_trainable(base)
         active = count_active(base, _activity_batch(val_set, fidelity.max_length, device))
     finally:
         eject(base)
         base.eval()
-    return Metrics(accuracy=val_acc, trainable_params=trainable, active_params=float(active),
-                   train_seconds=result.seconds, tokens_per_second=result.tokens / max(result.seconds, 1e-9),
-                   peak_memory=_peak_memory(device), steps=result.steps, test_accuracy=test_acc,
-                   eval_seconds=eval_seconds, final_loss=result.final_loss)
+    return Metrics(accuracy=val.accuracy, score=val.score, loss=val.loss, trainable_params=trainable,
+                   active_params=float(active), train_seconds=result.seconds,
+                   tokens_per_second=result.tokens / max(result.seconds, 1e-9), peak_memory=_peak_memory(device),
+                   steps=result.steps, test_accuracy=test.accuracy if test else None,
+                   test_score=test.score if test else None, eval_seconds=eval_seconds,
+                   final_loss=result.final_loss, records=val, test_records=test)
+
+
+def question_set_fingerprint(encoded: list[EncodedExample]) -> str:
+    """The fingerprint of a scored question set (see ``objectives.records.question_fingerprint``)."""
+    return question_fingerprint([(e.prompt, e.choices, e.answer) for e in encoded])
+
+
+def validation_fingerprint(task: Task | str, fidelity: Fidelity, model: str = DEFAULT_MODEL) -> str:
+    """The fingerprint of the validation questions ``evaluate`` scores for this task, fidelity and model."""
+    task = get_task(task)
+    _, tokenizer = base_model(model)
+    val = encode(tokenizer, task.validation[:fidelity.max_eval_examples], max_length=fidelity.max_length)
+    return question_set_fingerprint(val)

@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping
 
-# The search's objectives, in order (Optuna ``directions`` and ``study.set_metric_names``).
-DIRECTIONS: dict[str, str] = {"accuracy": "maximize", "trainable": "minimize", "active": "minimize"}
+from .records import QuestionRecords
 
-_OBJECTIVE_FIELDS = {"accuracy": "accuracy", "trainable": "trainable_params", "active": "active_params"}
+# The search's objectives, in order (Optuna ``directions`` and ``study.set_metric_names``).
+# accuracy / score / loss are the accuracy-side signals (noisy; per-question records back them), the
+# parameter counts are exact.
+DIRECTIONS: dict[str, str] = {"accuracy": "maximize", "score": "maximize", "loss": "minimize",
+                              "trainable": "minimize", "active": "minimize"}
+PARAMETER_OBJECTIVES = ("trainable", "active")
+
+_RECORD_FIELDS = ("records", "test_records")
+_OBJECTIVE_FIELDS = {"accuracy": "accuracy", "score": "score", "loss": "loss", "trainable": "trainable_params",
+                     "active": "active_params"}
 
 
 @dataclass(frozen=True)
 class Metrics:
     """Result of ``evaluate``: the objectives plus cost measurements.
 
-    ``accuracy`` is on the validation split (what the search optimises and what ``on_eval`` reports, so
-    pruners compare like with like); ``test_accuracy`` is on the test split, which nothing optimises.
-    Timing fields vary between runs; every other field is identical for the same config, task and seed.
+    ``accuracy``, ``score`` (mean gold-choice probability) and ``loss`` (mean answer NLL) are on the
+    validation split (what the search optimises and what ``on_eval`` reports); ``test_accuracy`` is on
+    the test split, scored only when the fidelity asks for it (confirmation, never a search trial).
+    ``records`` / ``test_records`` hold the per-question outcomes; they are stored apart from the
+    metrics dict (``to_dict`` leaves them out). Timing fields vary between runs; every other field is
+    identical for the same config, task and seed.
     """
 
     accuracy: float
@@ -31,6 +42,11 @@ class Metrics:
     test_accuracy: float | None = None
     eval_seconds: float = 0.0
     final_loss: float = math.nan
+    score: float = math.nan
+    loss: float = math.nan
+    test_score: float | None = None
+    records: QuestionRecords | None = field(default=None, compare=False, repr=False)
+    test_records: QuestionRecords | None = field(default=None, compare=False, repr=False)
 
     def values(self, names: Iterable[str] | None = None) -> tuple[float, ...]:
         """Objective values by ``DIRECTIONS`` name (all of them, in order, when ``names`` is None)."""
@@ -41,12 +57,13 @@ class Metrics:
         return tuple(float(getattr(self, _OBJECTIVE_FIELDS[n])) for n in names)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every scalar field (the per-question records are stored on their own)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _RECORD_FIELDS}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Metrics":
         """Inverse of ``to_dict`` (reports read metrics back from trial user attrs)."""
-        allowed = {f.name for f in fields(cls)}
+        allowed = {f.name for f in fields(cls)} - set(_RECORD_FIELDS)
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise ValueError(f"Metrics: unknown keys {unknown}; allowed: {sorted(allowed)}")

@@ -156,3 +156,42 @@ def test_a_fresh_process_gives_the_same_metrics(tiny_model_dir):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300)
     fresh = Metrics.from_dict(json.loads(out.stdout.strip().splitlines()[-1]))
     assert _repeatable(fresh) == _repeatable(here)
+
+
+def test_per_question_records_agree_with_a_float64_rescoring(tiny_model_dir):
+    """records: one entry per validation question; hits, gold probabilities, score and loss recomputed from
+    the same adapters' choice scores by a float64 softmax loop (adapters kept by scoring inside on_eval)."""
+    import math
+
+    from objectives.evaluation import base_model
+    from objectives.scoring import choice_scores
+    from objectives.sequences import encode
+
+    task = _task()
+    seen = {}
+
+    def rescore(step, acc):
+        model, tok = base_model(tiny_model_dir)
+        enc = encode(tok, task.validation[:FAST.max_eval_examples], max_length=FAST.max_length)
+        seen["scores"] = choice_scores(model, enc, pad_id=tok.pad_token_id, device=torch.device("cpu"))
+        seen["answers"] = [e.answer for e in enc]
+
+    m = evaluate(MoLoRAConfig.uniform(N_LAYERS, 2, 4), task, replace(FAST, eval_every=FAST.steps),
+                 model=tiny_model_dir, on_eval=rescore)
+    rec = m.records
+    assert len(rec) == 12 and m.test_records is not None and len(m.test_records) == 12
+    probs = []
+    for s, a in zip(seen["scores"], seen["answers"]):
+        z = [math.exp(v - max(s)) for v in s]
+        probs.append(z[a] / sum(z))
+    assert rec.gold_prob.tolist() == pytest.approx(probs, rel=1e-5)
+    assert rec.correct.tolist() == [max(range(len(s)), key=s.__getitem__) == a
+                                    for s, a in zip(seen["scores"], seen["answers"])]
+    assert m.accuracy == rec.accuracy and m.score == pytest.approx(sum(probs) / 12, rel=1e-5)
+    assert m.loss == pytest.approx(-sum(math.log(p) for p in probs) / 12, rel=1e-5)
+
+
+def test_no_test_question_is_scored_when_the_fidelity_says_zero(tiny_model_dir):
+    m = evaluate(MoLoRAConfig.uniform(N_LAYERS, 2, 4), _task(), replace(FAST, max_test_examples=0),
+                 model=tiny_model_dir)
+    assert m.test_accuracy is None and m.test_records is None and m.records is not None

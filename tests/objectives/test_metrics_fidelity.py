@@ -11,16 +11,17 @@ def _metrics(**overrides):
     return Metrics(**{**values, **overrides})
 
 
-def test_directions_are_the_three_objectives_in_order():
-    assert list(DIRECTIONS.items()) == [("accuracy", "maximize"), ("trainable", "minimize"), ("active", "minimize")]
+def test_directions_are_the_objectives_in_order():
+    assert list(DIRECTIONS.items()) == [("accuracy", "maximize"), ("score", "maximize"), ("loss", "minimize"),
+                                        ("trainable", "minimize"), ("active", "minimize")]
 
 
 def test_values_follow_the_names_given_and_default_to_directions_order():
     m = _metrics()
-    assert m.values() == (0.5, 1000.0, 250.0)
+    assert m.values(["accuracy", "trainable", "active"]) == (0.5, 1000.0, 250.0)
     assert m.values(["active", "accuracy"]) == (250.0, 0.5)
-    with pytest.raises(ValueError, match="unknown objective names \\['loss'\\]"):
-        m.values(["loss"])
+    with pytest.raises(ValueError, match="unknown objective names \\['nll'\\]"):
+        m.values(["nll"])
 
 
 def test_metrics_round_trip_through_a_dict():
