@@ -3,8 +3,10 @@
 Entry points: ``python -m reports.build``, ``python -m reports.export``, ``python -m reports.compare``.
 """
 
-from .formats import peft_config, select_trial, to_hilo, to_mola
+from .choice import Choice, choose_trial
+from .formats import to_hilo, to_moe_peft, to_mola
+from .peft_format import peft_config
 from .load import StudyData, StudyError, TrialRow, load, open_study, read_study
 
-__all__ = ["StudyData", "StudyError", "TrialRow", "load", "open_study", "peft_config", "read_study",
-           "select_trial", "to_hilo", "to_mola"]
+__all__ = ["Choice", "StudyData", "StudyError", "TrialRow", "choose_trial", "load", "open_study", "peft_config",
+           "read_study", "to_hilo", "to_moe_peft", "to_mola"]
