@@ -39,8 +39,9 @@ def run_search(args: argparse.Namespace, objectives: tuple[str, ...], *, console
     targets = tuple(t.strip() for t in args.targets.split(",")) if args.targets else LLAMA_TARGETS
     facts = model_facts(args.model, targets, console)
     space = build_space(args.space, facts)
+    # max_test_examples=0: no search trial looks at the test split (only search.confirm does)
     fidelity = Fidelity(steps=args.fidelity, batch_size=args.batch_size, max_eval_examples=args.eval_examples,
-                        eval_every=max(1, args.fidelity // 4) if args.pruner != "none" else 0)
+                        max_test_examples=0, eval_every=max(1, args.fidelity // 4) if args.pruner != "none" else 0)
     attrs: dict[str, Any] = {
         "space": args.space, "task": args.task, "model": args.model, "command": command,
         "n_layers": facts.n_layers, "target_modules": list(facts.target_modules),

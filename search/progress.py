@@ -44,8 +44,9 @@ class SearchProgress:
         seconds = trial.user_attrs.get("seconds", 0.0)
         if trial.state == TrialState.COMPLETE:
             outcome = format_values(self.objectives, trial.values)
-            if "duplicate_of" in trial.user_attrs:
-                outcome += f"  [dim](same config as trial {trial.user_attrs['duplicate_of']}: not retrained)[/]"
+            if "replicate_of" in trial.user_attrs:
+                outcome += (f"  [dim](replicate of trial {trial.user_attrs['replicate_of']}, training seed "
+                            f"{trial.user_attrs.get('train_seed')}; value = mean over its seeds)[/]")
         else:
             outcome = f"[yellow]{trial.state.name}[/]: {trial.user_attrs.get('failure', 'no reason recorded')}"
         front = len(study.best_trials) if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) else 0

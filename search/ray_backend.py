@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +18,18 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from hilo_core import MoLoRAConfig
-from objectives import Fidelity
+from objectives import DIRECTIONS, Fidelity, Metrics
+from objectives.records import QuestionRecords
 
 from .progress import SearchProgress
 from .study import FINISHED, finished_count
-from .trials import TrialContext, record_config, worker_name
+from .trials import TrialContext, record_config, record_result, worker_name
 from .worker import claim, heartbeat, queued_trials, wait_for_others
 
 CONFIG_KEY = "molora_config"
+SEED_KEY = "train_seed"
 METRICS_KEY = "metrics_json"
+RECORDS_KEY = "records"
 
 
 def _ray():
@@ -58,8 +61,8 @@ class DefineConfig:
 
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
         config = self.ctx.space.sample(trial)
-        record_config(trial, config, self.ctx)
-        return {CONFIG_KEY: config.to_json()}
+        seed = record_config(trial, config, self.ctx)  # the replicate rule of both backends
+        return {CONFIG_KEY: config.to_json(), SEED_KEY: seed}
 
 
 def _train(params: dict[str, Any], *, job: WorkerJob) -> None:
@@ -70,7 +73,7 @@ def _train(params: dict[str, Any], *, job: WorkerJob) -> None:
 
     config = MoLoRAConfig.from_json(params[CONFIG_KEY])
     try:
-        metrics = evaluate(config, get_task(job.task, seed=job.seed), job.fidelity, seed=job.seed, model=job.model,
+        metrics = evaluate(config, get_task(job.task, seed=job.seed), job.fidelity, seed=params[SEED_KEY], model=job.model,
                            on_eval=lambda step, acc: tune.report({"accuracy": float(acc), "step": step}))
     except TrialFailed as err:
         tune.report({"failure": str(err), "worker": worker_name()})
@@ -78,7 +81,7 @@ def _train(params: dict[str, Any], *, job: WorkerJob) -> None:
     final = dict(zip(job.objectives, metrics.values(job.objectives)))
     # Tune flattens nested result dicts, so the full Metrics travel as one JSON string.
     tune.report({**final, METRICS_KEY: json.dumps(metrics.to_dict()), "step": metrics.steps,
-                 "worker": worker_name()})
+                 RECORDS_KEY: metrics.records.encode() if metrics.records else "", "worker": worker_name()})
 
 
 def _classes():
@@ -112,8 +115,10 @@ def _classes():
             if "worker" in result:
                 ot_trial.set_user_attr("worker", result["worker"])
             if METRICS_KEY in result and not error:
-                ot_trial.set_user_attr("metrics", json.loads(result[METRICS_KEY]))
-                return super().on_trial_complete(trial_id, result, error)
+                records = QuestionRecords.decode(result[RECORDS_KEY]) if result.get(RECORDS_KEY) else None
+                metrics = replace(Metrics.from_dict(json.loads(result[METRICS_KEY])), records=records)
+                values = record_result(ot_trial, metrics, tuple(self.metric))  # same storage as the Optuna backend
+                return super().on_trial_complete(trial_id, {**result, **dict(zip(self.metric, values))}, error)
             failed = error or "failure" in result
             reason = result.get("failure") or ("error in the Ray trial" if error else
                                                f"stopped by ASHA at step {result.get('step')}")
@@ -173,11 +178,11 @@ def run_with_ray(study: optuna.Study, ctx: TrialContext, args: argparse.Namespac
         if args.ray_address:
             ray.init(address=args.ray_address, log_to_driver=False)
         else:
-            ray.init(num_cpus=max(args.workers, 1), include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=max(args.workers, 1), include_dashboard=False, log_to_driver=False)
 
     StudySearch, ProgressCallback = _classes()
     searcher = StudySearch(space=DefineConfig(ctx), metric=list(ctx.objectives),
-                                 mode=["max" if o == "accuracy" else "min" for o in ctx.objectives],
+                                 mode=[DIRECTIONS[o][:3] for o in ctx.objectives],
                                  sampler=study.sampler, study_name=study.study_name, storage=study._storage)
     searcher.budget = args.budget
     scheduler = None

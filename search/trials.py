@@ -1,8 +1,10 @@
 """One search trial: sample a config, record it, evaluate it, record the outcome on the trial.
 
 The config JSON and its trainable count are stored before training starts, so even a trial that fails
-or is killed leaves in the study what it was about to train. A config the study already trained (same
-seed) is not trained again: the trial takes the earlier metrics and says so in ``duplicate_of``.
+or is killed leaves in the study what it was about to train. A config the study already holds is
+*replicated*: trained again with the next unused training seed (``replicate_of`` names the first trial of
+that config), so a re-proposal buys a second draw of the training noise instead of a copy of the first.
+Both backends follow this one rule (``record_config``) and store results the same way (``record_result``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from optuna.trial import TrialState
 
 from hilo_core import MoLoRAConfig, config_trainable
 from objectives import Fidelity, Metrics, TrialFailed, evaluate
+from objectives.records import SIGNALS, QuestionRecords
 from spaces import TRAINABLE_ATTR, Space, TrainableConstraint
 
 from .pruning import AccuracyPruning
@@ -39,28 +42,60 @@ class TrialContext:
     constraint: TrainableConstraint | None = None
 
 
-def record_config(trial: optuna.Trial, config: MoLoRAConfig, ctx: TrialContext) -> None:
-    """Store the config and its trainable count (and the budget constraint) before any training."""
-    trial.set_user_attr("config", config.to_json())
-    trial.set_user_attr("train_seed", ctx.seed)
+RECORDS_ATTR = "val_records"  # QuestionRecords.encode() of the trial's validation questions
+
+
+def replicate_seed(study: optuna.Study, number: int, config_json: str, base_seed: int) -> tuple[int, int | None]:
+    """``(training seed, replicate_of)``: the k-th trial of a config (by trial number) trains with seed
+    ``base_seed + k``; ``replicate_of`` is the config's first trial (None for the first itself)."""
+    earlier = sorted(t.number for t in study.get_trials(deepcopy=False)
+                     if t.number < number and t.user_attrs.get("config") == config_json)
+    return base_seed + len(earlier), (earlier[0] if earlier else None)
+
+
+def record_config(trial: optuna.Trial, config: MoLoRAConfig, ctx: TrialContext) -> int:
+    """Store the config, its training seed (the replicate rule) and its trainable count (and the budget
+    constraint) before any training; returns the training seed."""
+    config_json = config.to_json()
+    seed, first = replicate_seed(trial.study, trial.number, config_json, ctx.seed)
+    trial.set_user_attr("config", config_json)
+    trial.set_user_attr("train_seed", seed)
+    if first is not None:
+        trial.set_user_attr("replicate_of", first)
     trainable = config_trainable(config, ctx.shapes)
     if ctx.constraint is not None:
         ctx.constraint.record(trial, trainable)
     else:
         trial.set_user_attr(TRAINABLE_ATTR, trainable)
+    return seed
 
 
-def earlier_result(trial: optuna.Trial, config_json: str, seed: int) -> tuple[int, dict] | None:
-    """A COMPLETE trial of this study that trained the same config with the same seed: its number and metrics.
+def record_result(trial: optuna.Trial, metrics: Metrics, objectives: tuple[str, ...]) -> tuple[float, ...]:
+    """Store a finished trial's metrics and per-question records; returns its objective values.
 
-    Evaluation is deterministic for a config, task, fidelity and seed (a study keeps its task and
-    fidelity), so a sampler proposing a config again (NSGA-II does, on small grids) costs no training.
+    The accuracy-side value is the mean over every completed replicate of the config (this one included),
+    so the sampler sees the better estimate; the trial's own draw stays in ``metrics``.
     """
-    for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        attrs = t.user_attrs
-        if attrs.get("config") == config_json and attrs.get("train_seed") == seed and "metrics" in attrs:
-            return t.number, attrs["metrics"]
-    return None
+    trial.set_user_attr("metrics", metrics.to_dict())
+    if metrics.records is not None:
+        trial.set_user_attr(RECORDS_ATTR, metrics.records.encode())
+    values = dict(zip(objectives, metrics.values(objectives)))
+    config_json = trial.user_attrs.get("config")
+    draws = [Metrics.from_dict(t.user_attrs["metrics"]) for t in trial.study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE,)) if t.user_attrs.get("config") == config_json
+        and "metrics" in t.user_attrs]
+    if draws:
+        for name in (o for o in objectives if o in SIGNALS):
+            own = values[name]
+            values[name] = (own + sum(d.values((name,))[0] for d in draws)) / (len(draws) + 1)
+            trial.set_user_attr("replicate_mean", {"signal": name, "value": values[name], "draws": len(draws) + 1})
+    return tuple(values[o] for o in objectives)
+
+
+def stored_records(attrs: Mapping[str, Any]) -> QuestionRecords | None:
+    """The per-question records a trial stored, if any."""
+    text = attrs.get(RECORDS_ATTR)
+    return QuestionRecords.decode(text) if text else None
 
 
 def worker_name() -> str:
@@ -90,16 +125,9 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, ...]:
     trial.set_user_attr("worker", worker_name())
     try:
         config = ctx.space.sample(trial)
-        record_config(trial, config, ctx)
-        earlier = earlier_result(trial, config.to_json(), ctx.seed)
-        if earlier is not None:
-            number, metrics = earlier
-            trial.set_user_attr("duplicate_of", number)
-            trial.set_user_attr("metrics", metrics)
-            trial.set_user_attr("seconds", time.perf_counter() - start)
-            return Metrics.from_dict(metrics).values(ctx.objectives)
+        seed = record_config(trial, config, ctx)
         on_eval = ctx.pruning.start(trial) if ctx.pruning else None
-        metrics = evaluate(config, ctx.task, ctx.fidelity, seed=ctx.seed, model=ctx.model, on_eval=on_eval)
+        metrics = evaluate(config, ctx.task, ctx.fidelity, seed=seed, model=ctx.model, on_eval=on_eval)
     except BaseException as err:
         pruned = isinstance(err, optuna.TrialPruned)
         trial.set_user_attr("failure", failure_reason(err))
@@ -109,8 +137,8 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, ...]:
         if on_eval is not None:
             ctx.pruning.finish(trial, TrialState.PRUNED if pruned else TrialState.FAIL)
         raise
-    trial.set_user_attr("metrics", metrics.to_dict())
+    values = record_result(trial, metrics, ctx.objectives)
     trial.set_user_attr("seconds", time.perf_counter() - start)
     if ctx.pruning:
         ctx.pruning.finish(trial, TrialState.COMPLETE, metrics.accuracy)
-    return metrics.values(ctx.objectives)
+    return values
