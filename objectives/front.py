@@ -8,12 +8,14 @@ paired gain before a larger config earns its place. Non-dominated sorting and hy
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Iterable, Protocol, Sequence
 
 import moocore
 import numpy as np
 
-from .paired import UNKNOWN_SEED_VARIANCE, Comparison, SeedVariance, compare
+from .paired import UNKNOWN_SEED_VARIANCE, Comparison, SeedVariance, compare, pooled_seed_variance
+from .metrics import PARAMETER_OBJECTIVES
+from .records import SIGNALS, QuestionRecords, stored_records
 
 REFERENCE = 1.1  # reference point of the normalised hypervolume box (10% past the worst value seen)
 
@@ -128,3 +130,87 @@ def noise_aware_front(candidates: Sequence[Candidate], *, alpha: float = 0.05,
 def versus(c: Candidate, o: Candidate, seed_variance: SeedVariance = UNKNOWN_SEED_VARIANCE) -> Comparison:
     """Paired comparison of two candidates (``c`` minus ``o``)."""
     return compare(c.values, o.values, seed_variance=seed_variance)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of a config: its key (config JSON), trial number, exact parameter counts, records."""
+
+    key: str
+    number: int
+    params: tuple[float, ...]
+    records: QuestionRecords
+
+
+def group_runs(runs: Sequence[Run], signal: str) -> list[Candidate]:
+    """One Candidate per config (its runs' records stacked as seeds), ordered by first trial number.
+
+    Raises:
+        ValueError: runs scored on different question sets (their fingerprints differ).
+    """
+    prints = {r.records.fingerprint for r in runs}
+    if len(prints) > 1:
+        raise ValueError(f"runs were scored on {len(prints)} different question sets ({sorted(prints)}); "
+                         "paired comparisons need one")
+    by_key: dict[str, list[Run]] = {}
+    for r in sorted(runs, key=lambda r: r.number):
+        by_key.setdefault(r.key, []).append(r)
+    return [Candidate(key=key, params=group[0].params, order=group[0].number,
+                      values=np.stack([r.records.values(signal) for r in group]))
+            for key, group in by_key.items()]
+
+
+def seed_variance_of(candidates: Sequence[Candidate]) -> SeedVariance:
+    """Training-seed variance pooled over the candidates trained with two or more seeds."""
+    return pooled_seed_variance([c.values for c in candidates])
+
+
+class TrialLike(Protocol):
+    """What ``search_front`` reads of a trial (an Optuna FrozenTrial is one)."""
+
+    number: int
+    user_attrs: dict[str, Any]
+
+
+_PARAM_KEYS = {"trainable": "trainable_params", "active": "active_params"}
+
+
+def signal_of(objectives: Sequence[str]) -> str:
+    """The study's accuracy-side objective (accuracy when it has none)."""
+    return next((o for o in objectives if o in SIGNALS), "accuracy")
+
+
+@dataclass(frozen=True)
+class SearchFront:
+    """A search's configs as candidates, its noise-aware front and the seed variance it rests on."""
+
+    candidates: list[Candidate]
+    front: list[int]  # indices into candidates
+    seed_variance: SeedVariance
+    trials: dict[str, list[int]]  # config key -> its trial numbers (replicates), in order
+    signal: str
+    axes: tuple[str, ...]
+
+    def on_front(self) -> set[int]:
+        """Trial numbers of every replicate of the configs on the noise-aware front."""
+        return {n for i in self.front for n in self.trials[self.candidates[i].key]}
+
+
+def search_front(trials: Iterable[TrialLike], objectives: Sequence[str], *, alpha: float = 0.05) -> SearchFront:
+    """Group completed trials (with records) by config and find the noise-aware front over the study's
+    parameter axes (trainable when it has none), on the study's accuracy-side signal."""
+    signal = signal_of(objectives)
+    axes = tuple(o for o in objectives if o in PARAMETER_OBJECTIVES) or ("trainable",)
+    runs, numbers = [], {}
+    for t in trials:
+        records = stored_records(t.user_attrs)
+        key, m = t.user_attrs.get("config"), t.user_attrs.get("metrics") or {}
+        if records is None or key is None:
+            continue
+        numbers.setdefault(key, []).append(t.number)
+        runs.append(Run(key=key, number=t.number, params=tuple(float(m[_PARAM_KEYS[a]]) for a in axes),
+                        records=records))
+    candidates = group_runs(runs, signal)
+    seed_variance = seed_variance_of(candidates)
+    front = noise_aware_front(candidates, alpha=alpha, seed_variance=seed_variance) if candidates else []
+    return SearchFront(candidates, front, seed_variance, {k: sorted(v) for k, v in numbers.items()}, signal, axes)

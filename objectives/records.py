@@ -12,12 +12,14 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 _VERSION = "q1"
 SIGNALS = ("accuracy", "score", "loss")  # accuracy-side objectives that per-question records give
+RECORDS_ATTR = "val_records"  # trial user attribute: QuestionRecords.encode() of the validation questions
+TEST_RECORDS_ATTR = "test_records"  # the same for test questions (confirmation runs only)
 
 
 @dataclass(frozen=True)
@@ -102,3 +104,9 @@ def question_fingerprint(items: Sequence[tuple[Sequence[int], Sequence[Sequence[
     for prompt, choices, answer in items:
         h.update(repr((tuple(prompt), tuple(tuple(c) for c in choices), int(answer))).encode())
     return h.hexdigest()[:16]
+
+
+def stored_records(attrs: Mapping[str, Any], key: str = RECORDS_ATTR) -> QuestionRecords | None:
+    """The records a trial stored under ``key`` (its user attributes), if any."""
+    text = attrs.get(key)
+    return QuestionRecords.decode(text) if text else None

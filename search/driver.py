@@ -19,7 +19,7 @@ from spaces import trainable_constraint
 from .facts import build_space, model_facts
 from .progress import front_table
 from .pruning import AccuracyPruning, make_pruner
-from .report import write_report
+from .report import print_verdicts, write_report
 from .sampling import make_sampler
 from .seeding import prepare_study
 from .study import SearchInputError, locate
@@ -47,8 +47,14 @@ def run_search(args: argparse.Namespace, objectives: tuple[str, ...], *, console
         "n_layers": facts.n_layers, "target_modules": list(facts.target_modules),
         "layer_alphas": list(facts.layer_alphas), "fidelity": asdict(fidelity), "seed": args.seed,
     }
+    cluster = None
+    if args.backend == "ray":  # connected first: a cluster that cannot hold one trial leaves the study untouched
+        from .ray_cluster import connect
+
+        cluster = connect(args)
     study = prepare_study(location, objectives=objectives, sampler=make_sampler(args.sampler, args.seed),
-                          resume=args.resume, attrs=attrs, space=space, budget=args.budget, console=console)
+                          resume=args.resume, attrs=attrs, space=space, budget=args.budget, console=console,
+                          seed_repeats=args.seed_repeats)
     ctx = TrialContext(space=space, task=task, fidelity=fidelity, model=args.model, shapes=facts.shapes,
                        objectives=objectives, seed=args.seed,
                        constraint=trainable_constraint(args.max_trainable) if args.max_trainable else None)
@@ -58,12 +64,19 @@ def run_search(args: argparse.Namespace, objectives: tuple[str, ...], *, console
     if args.backend == "ray":
         from .ray_backend import run_with_ray  # optional heavy backend: Ray is imported only when asked for
 
-        run_with_ray(study, ctx, args, console)
+        run_with_ray(study, ctx, args, console, cluster)
     else:
         from .optuna_backend import run_with_optuna
 
         run_with_optuna(study, ctx, args, console)
-    console.print(front_table(study, objectives))
-    if not args.no_report and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    console.print(front_table(study, objectives, alpha=args.alpha))
+    if args.confirm and done and not args.no_report:  # helper workers (--no-report) leave it to the main run
+        from .confirm import confirm
+
+        confirm(study, location.storage, top=args.confirm, seeds=args.confirm_seeds, rules=args.confirm_rules,
+                test_examples=args.test_examples, alpha=args.alpha, console=console)
+        print_verdicts(study, location, console)
+    if not args.no_report and done:
         write_report(study, location, console)
     return study

@@ -11,8 +11,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hilo_core import MoLoRAConfig
+from objectives.front import search_front
+from objectives.paired import mean_interval
 
-FORMATS = {"accuracy": "{:.3f}", "trainable": "{:,.0f}", "active": "{:,.0f}"}
+FORMATS = {"accuracy": "{:.3f}", "score": "{:.4f}", "loss": "{:.4f}", "trainable": "{:,.0f}", "active": "{:,.0f}"}
 
 
 def format_values(objectives: Sequence[str], values: Sequence[float] | None) -> str:
@@ -54,14 +56,23 @@ class SearchProgress:
         self.progress.update(self.task, advance=1, front=front)
 
 
-def front_table(study: optuna.Study, objectives: Sequence[str]) -> Table:
-    """The Pareto-optimal trials of ``study`` (Optuna's non-domination, constraints respected)."""
-    table = Table(title=f"Pareto front of {study.study_name}")
-    for col in ("trial", "seed", *objectives, "experts per layer"):
+def front_table(study: optuna.Study, objectives: Sequence[str], *, alpha: float = 0.05) -> Table:
+    """The noise-aware front of ``study``: one row per config (its replicates pooled), the accuracy-side
+    signal with its interval (questions, and training seeds once the study has replicates)."""
+    done = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    sf = search_front(done.values(), objectives, alpha=alpha)
+    covers = "questions and training seeds" if sf.seed_variance.known else "questions only"
+    table = Table(title=f"Noise-aware front of {study.study_name}: {len(sf.front)} configs (alpha {alpha}; "
+                        f"plain front {len(study.best_trials) if done else 0} trials); intervals cover {covers}")
+    for col in ("trial", "seed", "seeds", f"{sf.signal} [95% CI]", *sf.axes, "experts per layer"):
         table.add_column(col, justify="left" if col in ("seed", "experts per layer") else "right")
-    for t in sorted(study.best_trials, key=lambda t: t.number):
-        config = MoLoRAConfig.from_json(t.user_attrs["config"])
-        values = [FORMATS.get(n, "{:.4g}").format(v) for n, v in zip(objectives, t.values)]
-        table.add_row(str(t.number), t.user_attrs.get("seed_name", ""), *values,
+    for i in sorted(sf.front, key=lambda i: sf.candidates[i].params):
+        c = sf.candidates[i]
+        first = done[sf.trials[c.key][0]]
+        ci = mean_interval(c.values, seed_variance=sf.seed_variance)
+        shown = [-v for v in (ci.estimate, ci.high, ci.low)] if sf.signal == "loss" else [ci.estimate, ci.low, ci.high]
+        config = MoLoRAConfig.from_json(c.key)
+        table.add_row(str(first.number), first.user_attrs.get("seed_name", ""), str(c.values.shape[0]),
+                      "{:.3f} [{:.3f}, {:.3f}]".format(*shown), *(f"{p:,.0f}" for p in c.params),
                       ",".join(map(str, config.experts_per_layer)))
     return table

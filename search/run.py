@@ -10,6 +10,7 @@ import argparse
 import os
 import shlex
 import sys
+import warnings
 from collections import Counter
 
 # Idle OpenMP threads spin by default; on small shared CPUs that makes torch several times slower.
@@ -18,9 +19,8 @@ from typing import Sequence
 
 import optuna
 from rich.console import Console
-from transformers.utils import logging as hf_logging
 
-from hilo_core.cli import OneLineParser, one_line, print_error
+from hilo_core.cli import OneLineParser, one_line, print_error, quiet_hub_logs
 from objectives import DIRECTIONS, TASKS
 
 from .study import DEFAULT_OUT_ROOT, SearchInputError
@@ -87,10 +87,13 @@ def check_args(args: argparse.Namespace) -> tuple[str, ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    hf_logging.disable_progress_bar()  # our own progress display; HF's bars would split one-line errors
+    quiet_hub_logs()  # our own progress display; HF's bars and download retries would split one-line errors
     args.argv = list(sys.argv[1:] if argv is None else argv)  # helper workers repeat them
     console = Console(soft_wrap=True)  # long trial lines stay whole in logs
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress display reports each trial
+    # The Optuna features we chose (heartbeats, metric names, ...) warn that they are experimental: our
+    # concern when upgrading, nothing a user can act on. Optuna's other warnings stay visible.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     try:
         objectives = check_args(args)
         from .driver import run_search

@@ -3,6 +3,7 @@ queued, before any trial is claimed."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import optuna
@@ -15,25 +16,30 @@ from .study import SearchInputError, StudyLocation, create_or_resume, fail_inter
 from .worker import queue_budget
 
 
-def enqueue_seeds(study: optuna.Study, space: Space, budget: int | None, console: Console) -> list[str]:
-    """Enqueue the space's seeds not yet in the study (a resumed study keeps the ones it has)."""
-    present = {t.user_attrs.get("seed_name") for t in study.get_trials(deepcopy=False)}
+def enqueue_seeds(study: optuna.Study, space: Space, budget: int | None, console: Console, *,
+                  repeats: int = 1) -> list[str]:
+    """Enqueue each of the space's seeds ``repeats`` times, all once before any twice (the replicate rule
+    trains the k-th copy with the next training seed: the study's estimate of seed variance); a resumed
+    study keeps the copies it has."""
+    present = Counter(t.user_attrs.get("seed_name") for t in study.get_trials(deepcopy=False))
     room = None if budget is None else budget - len(study.get_trials(deepcopy=False))
-    added = []
-    for seed in space.seeds():
-        if seed.name in present:
-            continue
-        if room is not None and len(added) >= room:
-            console.print(f"[yellow]note:[/] budget leaves no room for seed {seed.name}; raise --budget to run it")
-            continue
-        study.enqueue_trial(seed.params, user_attrs={"seed_name": seed.name})
-        added.append(seed.name)
+    added: list[str] = []
+    for copy in range(repeats):
+        for seed in space.seeds():
+            if present[seed.name] > copy:
+                continue
+            if room is not None and len(added) >= room:
+                console.print(f"[yellow]note:[/] budget leaves no room for seed {seed.name} (copy {copy + 1} of "
+                              f"{repeats}); raise --budget to run it")
+                continue
+            study.enqueue_trial(seed.params, user_attrs={"seed_name": seed.name})
+            added.append(seed.name)
     return added
 
 
 def prepare_study(location: StudyLocation, *, objectives: tuple[str, ...], sampler: optuna.samplers.BaseSampler,
                   resume: bool, attrs: dict[str, Any], space: Space, budget: int | None,
-                  console: Console) -> optuna.Study:
+                  console: Console, seed_repeats: int = 1) -> optuna.Study:
     """Create (or resume) the study, fail a stopped run's trials, queue the seeds and then the budget."""
     study = create_or_resume(location, objectives=objectives, directions=[DIRECTIONS[o] for o in objectives],
                              sampler=sampler, resume=resume, attrs=attrs)
@@ -47,7 +53,7 @@ def prepare_study(location: StudyLocation, *, objectives: tuple[str, ...], sampl
     interrupted = fail_interrupted(study) if resume else []
     if interrupted:
         console.print(f"trials {interrupted} of a stopped run are marked FAIL (their heartbeat stopped)")
-    added = enqueue_seeds(study, space, budget, console)
+    added = enqueue_seeds(study, space, budget, console, repeats=seed_repeats)
     if added:
         console.print(f"seeds enqueued first: {', '.join(added)}")
     if budget is not None:

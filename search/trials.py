@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from hilo_core import MoLoRAConfig, config_trainable
 from objectives import Fidelity, Metrics, TrialFailed, evaluate
-from objectives.records import SIGNALS, QuestionRecords
+from objectives.records import RECORDS_ATTR, SIGNALS
 from spaces import TRAINABLE_ATTR, Space, TrainableConstraint
 
 from .pruning import AccuracyPruning
@@ -40,9 +40,6 @@ class TrialContext:
     seed: int = 0
     pruning: AccuracyPruning | None = None
     constraint: TrainableConstraint | None = None
-
-
-RECORDS_ATTR = "val_records"  # QuestionRecords.encode() of the trial's validation questions
 
 
 def replicate_seed(study: optuna.Study, number: int, config_json: str, base_seed: int) -> tuple[int, int | None]:
@@ -90,12 +87,6 @@ def record_result(trial: optuna.Trial, metrics: Metrics, objectives: tuple[str, 
             values[name] = (own + sum(d.values((name,))[0] for d in draws)) / (len(draws) + 1)
             trial.set_user_attr("replicate_mean", {"signal": name, "value": values[name], "draws": len(draws) + 1})
     return tuple(values[o] for o in objectives)
-
-
-def stored_records(attrs: Mapping[str, Any]) -> QuestionRecords | None:
-    """The per-question records a trial stored, if any."""
-    text = attrs.get(RECORDS_ATTR)
-    return QuestionRecords.decode(text) if text else None
 
 
 def worker_name() -> str:

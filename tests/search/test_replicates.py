@@ -9,7 +9,7 @@ import search.trials
 from hilo_core import MoLoRAConfig
 from objectives import Fidelity, evaluate, get_task
 from search.run import main
-from search.trials import stored_records
+from objectives.records import stored_records
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

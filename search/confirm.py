@@ -1,0 +1,173 @@
+"""`python -m search.confirm --study S --top K --seeds N`: the confirmation stage of a search.
+
+Retrains the K best candidates of the noise-aware front and the best seed rules with N fresh training
+seeds each, scores them on the validation *and* the test split (the first look at test in the study),
+and stores every run in the study ``<S>.confirm`` of the same storage, so the search's own trials never
+change. Killed, it resumes: only the (config, seed) runs not yet finished are queued again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
+
+from hilo_core import MoLoRAConfig
+from hilo_core.cli import OneLineParser, print_error
+from objectives import Fidelity, get_task
+from objectives.front import search_front
+from objectives.records import RECORDS_ATTR, TEST_RECORDS_ATTR
+from reports.confirmed import confirm_study_name
+
+from .study import DEFAULT_OUT_ROOT, SearchInputError, locate, open_storage
+from .trials import failure_reason
+from .worker import run_worker
+
+SEED_OFFSET = 1000  # confirmation seeds are base + 1000 + i: never a seed the search's replicates used
+
+
+@dataclass(frozen=True)
+class Pick:
+    """A config chosen for confirmation."""
+
+    role: str  # "candidate" or "rule"
+    of_trial: int
+    config: str
+    label: str
+
+
+def choose(study: optuna.Study, *, top: int, rules: int, alpha: float = 0.05) -> list[Pick]:
+    """The ``top`` searched members of the noise-aware front and the ``rules`` best seed rules, both ranked by
+    their mean validation signal (seed rules are never counted as searched candidates)."""
+    done = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    sf = search_front(done.values(), study.metric_names or (), alpha=alpha)
+    first = {c.key: done[sf.trials[c.key][0]] for c in sf.candidates}
+    by_mean = sorted(range(len(sf.candidates)), key=lambda i: (-sf.candidates[i].mean, sf.candidates[i].order))
+    seeded = [i for i in by_mean if "seed_name" in first[sf.candidates[i].key].user_attrs]
+    searched = [i for i in by_mean if i in sf.front and i not in seeded]
+    picks: list[Pick] = []
+    for role, chosen in (("candidate", searched[:top]), ("rule", seeded[:rules])):
+        for i in chosen:
+            t = first[sf.candidates[i].key]
+            label = t.user_attrs.get("seed_name") or f"trial {t.number}"
+            picks.append(Pick(role=role, of_trial=t.number, config=sf.candidates[i].key, label=label))
+    return picks
+
+
+def queue(confirm: optuna.Study, picks: Sequence[Pick], *, seeds: int, base_seed: int) -> int:
+    """Queue the (config, seed) runs not yet finished or queued; returns how many were added."""
+    have = {(t.user_attrs.get("config"), t.user_attrs.get("train_seed")) for t in confirm.get_trials(deepcopy=False)
+            if t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)}
+    added = 0
+    for p in picks:
+        for i in range(seeds):
+            seed = base_seed + SEED_OFFSET + i
+            if (p.config, seed) in have:
+                continue
+            confirm.enqueue_trial({}, user_attrs={"config": p.config, "train_seed": seed, "role": p.role,
+                                                  "of_trial": p.of_trial, "label": p.label})
+            added += 1
+    return added
+
+
+def make_objective(study: optuna.Study, *, test_examples: int):
+    """One confirmation run: the search's task, model and fidelity, a fresh seed, validation and test scored."""
+    from objectives import evaluate
+
+    attrs = study.user_attrs
+    task = get_task(attrs["task"], seed=attrs.get("seed", 0))
+    fidelity = replace(Fidelity(**attrs["fidelity"]), eval_every=0,
+                       max_test_examples=test_examples or max(len(task.test), 1))
+
+    def objective(trial: optuna.Trial) -> tuple[float]:
+        a = trial.user_attrs
+        try:
+            metrics = evaluate(MoLoRAConfig.from_json(a["config"]), task, fidelity, seed=a["train_seed"],
+                               model=attrs["model"])
+        except BaseException as err:
+            trial.set_user_attr("failure", failure_reason(err))
+            raise
+        trial.set_user_attr("metrics", metrics.to_dict())
+        trial.set_user_attr(RECORDS_ATTR, metrics.records.encode())
+        trial.set_user_attr(TEST_RECORDS_ATTR, metrics.test_records.encode())
+        return (metrics.accuracy,)
+
+    return objective
+
+
+def confirm(study: optuna.Study, storage: str | optuna.storages.BaseStorage, *, top: int, seeds: int, rules: int,
+            test_examples: int = 0, alpha: float = 0.05, console: Console | None = None) -> optuna.Study:
+    """Run (or resume) the confirmation stage of ``study``; returns the ``<study>.confirm`` study."""
+    console = console or Console()
+    picks = choose(study, top=top, rules=rules, alpha=alpha)
+    if not any(p.role == "candidate" for p in picks):
+        console.print("[yellow]note:[/] the noise-aware front holds no searched config; confirming the rules only")
+    confirm_study = optuna.create_study(study_name=confirm_study_name(study.study_name), storage=storage,
+                                        directions=["maximize"], load_if_exists=True)
+    confirm_study.set_user_attr("settings", {"top": top, "seeds": seeds, "rules": rules, "alpha": alpha,
+                                             "test_examples": test_examples})
+    added = queue(confirm_study, picks, seeds=seeds, base_seed=int(study.user_attrs.get("seed", 0)))
+    study.set_user_attr("confirmation", confirm_study.study_name)
+    console.print(f"confirmation: {len(picks)} configs x {seeds} fresh seeds ({added} runs to go): "
+                  + ", ".join(p.label for p in picks))
+    budget = len(confirm_study.get_trials(deepcopy=False))
+
+    def progress(_: optuna.Study, t: FrozenTrial) -> None:
+        state = f"val {t.value:.3f}" if t.state == TrialState.COMPLETE else f"{t.state.name}: {t.user_attrs.get('failure')}"
+        console.print(f"  confirm {t.user_attrs.get('label'):<14} seed {t.user_attrs.get('train_seed')}: {state}")
+
+    run_worker(confirm_study, make_objective(study, test_examples=test_examples), budget=budget, timeout=None,
+               callbacks=[progress])
+    return confirm_study
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = OneLineParser(prog="python -m search.confirm", description=__doc__)
+    p.add_argument("--study", required=True, help="the search study to confirm")
+    p.add_argument("--storage", default=None, help="Optuna RDB URL (default: the study folder's sqlite file)")
+    p.add_argument("--out-root", default=str(DEFAULT_OUT_ROOT))
+    p.add_argument("--top", type=int, default=3, help="searched configs of the noise-aware front to confirm")
+    p.add_argument("--seeds", type=int, default=3, help="fresh training seeds per confirmed config")
+    p.add_argument("--rules", type=int, default=3, help="best seed rules (by validation) to confirm beside them")
+    p.add_argument("--test-examples", type=int, default=0, help="test questions scored (default 0: the whole split)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level of the noise-aware front")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    console = Console(soft_wrap=True)
+    try:
+        for name in ("top", "seeds"):
+            if getattr(args, name) <= 0:
+                raise SearchInputError(f"--{name} must be a positive integer, got {getattr(args, name)}")
+        if args.rules < 0 or args.test_examples < 0:
+            raise SearchInputError(f"--rules and --test-examples must be >= 0, got {args.rules}, {args.test_examples}")
+        if not 0 < args.alpha < 1:
+            raise SearchInputError(f"--alpha must be in (0, 1), got {args.alpha}")
+        location = locate(args.study, args.storage, args.out_root)
+        storage = open_storage(location.storage)
+        if args.study not in optuna.get_all_study_names(storage=storage):
+            raise SearchInputError(f"--study {args.study}: no such study in {location.storage}")
+        study = optuna.load_study(study_name=args.study, storage=storage)
+        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            raise SearchInputError(f"--study {args.study}: no completed trial to confirm")
+    except (SearchInputError, ValueError) as err:
+        print_error("search.confirm", err)
+        return 2
+    confirm(study, storage, top=args.top, seeds=args.seeds, rules=args.rules, test_examples=args.test_examples,
+            alpha=args.alpha, console=console)
+    from .report import print_verdicts
+
+    print_verdicts(study, location, console)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
