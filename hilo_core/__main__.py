@@ -13,7 +13,7 @@ from rich.table import Table
 
 from . import (LayerSpec, MoLoRAConfig, RouterSpec, aux_loss, count_active, count_trainable, find_decoder_layers,
                inject, parameter_table)
-from .cli import OneLineParser
+from .cli import OneLineParser, print_error, quiet_hub_logs
 from .models import load_model
 
 
@@ -27,17 +27,22 @@ def rule_config(n_layers: int) -> MoLoRAConfig:
     return MoLoRAConfig(layers=tuple(layers))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m hilo_core", description=__doc__)
     parser.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M), a local folder or an HF id")
     args = parser.parse_args(argv)
+    quiet_hub_logs()
     console = Console()
     start = time.perf_counter()
-    with console.status(f"loading {args.model} ..."):
-        model, tokenizer = load_model(args.model)
-    _, blocks = find_decoder_layers(model)
-    config = rule_config(len(blocks))
-    inject(model, config)
+    try:  # an unloadable model or one without Llama-named linears: one line and exit code 2
+        with console.status(f"loading {args.model} ..."):
+            model, tokenizer = load_model(args.model)
+        _, blocks = find_decoder_layers(model)
+        config = rule_config(len(blocks))
+        inject(model, config)
+    except (OSError, ValueError) as err:
+        print_error("hilo_core", err)
+        return 2
     batch = tokenizer(["Athens is to Greece as Baghdad is to Iraq."], return_tensors="pt")
     model.train()
     out = model(**batch, labels=batch["input_ids"])
@@ -55,8 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     console.print(f"loss {out.loss.item():.4f} (aux {aux_loss(model).item():.4f}); gradients on {grads} tensors")
     console.print(f"base params {base:,}; trainable {count_trainable(model):,}; "
                   f"active per token {count_active(model, batch):,.0f}; {time.perf_counter() - start:.1f} s")
+    return 0
 
 
 if __name__ == "__main__":
     torch.manual_seed(0)
-    main()
+    raise SystemExit(main())

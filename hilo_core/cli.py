@@ -17,6 +17,22 @@ def print_error(module: str, message: object) -> None:
     print(f"{module}: {one_line(message)}", file=sys.stderr)
 
 
+def quiet_hub_logs() -> None:
+    """Keep Hugging Face's download retries and progress bars off stderr, where an error must stay one line.
+
+    Loading an id with no network logs "Retrying in 1s" five times before failing; the CLI then names the
+    failure itself (``hilo_core.models.load_model`` says what to use instead).
+    """
+    from huggingface_hub.utils import disable_progress_bars
+    from huggingface_hub.utils import logging as hub_logging
+    from transformers.utils import logging as hf_logging
+
+    hub_logging.set_verbosity_error()
+    hf_logging.set_verbosity_error()
+    disable_progress_bars()
+    hf_logging.disable_progress_bar()
+
+
 class OneLineParser(argparse.ArgumentParser):
     """``ArgumentParser`` that reports a usage error as ``<module>: <problem> (see --help)`` and exits 2.
 

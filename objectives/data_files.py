@@ -178,7 +178,10 @@ def load_task_file(path: str | Path, *, seed: int = 0,
 def _load_dataset_folder(path: Path, *, name: str, seed: int, fractions: Sequence[float]) -> Task:
     from datasets import Dataset, load_from_disk
 
-    loaded = load_from_disk(str(path))
+    try:
+        loaded = load_from_disk(str(path))
+    except FileNotFoundError as err:
+        raise ValueError(f"task folder {path}: not a folder written by datasets' save_to_disk ({err})") from None
     parts = {"": loaded} if isinstance(loaded, Dataset) else dict(loaded)
     given = set(parts) == set(SPLITS)
     rows: list[tuple[str, str, Any]] = []

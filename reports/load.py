@@ -12,8 +12,14 @@ from typing import Any
 import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from hilo_core.config import MoLoRAConfig
+from objectives.front import SearchFront, plain_front, search_front
+from objectives.paired import Interval, mean_interval, wilson_interval
+from objectives.records import QuestionRecords, stored_records
+
+from .confirmed import Confirmation, read_confirmation
 
 DEFAULT_OUT_ROOT = "reports/out"
 # objective name -> key of the same quantity in trial.user_attrs["metrics"]
@@ -48,6 +54,8 @@ def open_study(study_name: str, storage: str | None = None,
                              f"(run `python -m search.run --study {study_name}` or pass --storage URL)")
     try:
         return optuna.load_study(study_name=study_name, storage=url)
+    except (ValueError, ImportError, SQLAlchemyError) as err:  # a URL Optuna cannot use: scheme, driver, server
+        raise StudyError(f"--storage {url}: cannot open it ({type(err).__name__}: {err})") from None
     except KeyError:
         names = optuna.get_all_study_names(storage=url)
         raise StudyError(f"study {study_name!r} not found in {url}; it holds: {', '.join(names) or 'no studies'}") \
@@ -65,7 +73,17 @@ class TrialRow:
     seed_name: str | None = None
     failure: str | None = None
     feasible: bool = True
-    on_front: bool = False
+    on_front: bool = False  # plain Pareto front (point estimates, feasible trials)
+    on_noise_front: bool = False  # noise-aware front (every replicate of a config that earned its place)
+    records: QuestionRecords | None = field(default=None, repr=False, compare=False)
+    train_seed: int | None = None
+    replicate_of: int | None = None
+
+    def accuracy_interval(self, confidence: float = 0.95) -> tuple[float, float] | None:
+        """Wilson interval of this trial's own validation accuracy (question sampling of one training run)."""
+        if self.records is None:
+            return None
+        return wilson_interval(int(self.records.correct.sum()), len(self.records), confidence=confidence)
 
     @property
     def is_seed(self) -> bool:
@@ -89,6 +107,27 @@ class StudyData:
     directions: tuple[str, ...]
     attrs: dict[str, Any]
     rows: tuple[TrialRow, ...]
+    noise: SearchFront | None = None
+    confirmation: Confirmation | None = None
+
+    @property
+    def noise_front(self) -> tuple[TrialRow, ...]:
+        """The first trial of each config on the noise-aware front (its replicates are pooled in ``config_interval``)."""
+        if self.noise is None:
+            return ()
+        firsts = {self.noise.trials[self.noise.candidates[i].key][0] for i in self.noise.front}
+        return tuple(r for r in self.rows if r.number in firsts)
+
+    def config_interval(self, row: TrialRow) -> tuple[Interval, int] | None:
+        """Mean of the accuracy-side signal over every replicate of ``row``'s config with its interval
+        (questions, and training seeds when the study has replicates), and the number of seeds."""
+        if self.noise is None or row.config is None:
+            return None
+        key = row.config.to_json()
+        for c in self.noise.candidates:
+            if c.key == key:
+                return mean_interval(c.values, seed_variance=self.noise.seed_variance), c.values.shape[0]
+        return None
 
     @property
     def completed(self) -> tuple[TrialRow, ...]:
@@ -133,7 +172,7 @@ def constraint_values(trial: FrozenTrial) -> list[float]:
     return values + [float(v) for k, v in attrs.items() if k.startswith(_CONSTRAINTS_KEY + ":")]
 
 
-def _row(trial: FrozenTrial, objectives: tuple[str, ...], front: set[int]) -> TrialRow:
+def _row(trial: FrozenTrial, objectives: tuple[str, ...], front: set[int], noise_front: set[int]) -> TrialRow:
     metrics = {k: float(v) for k, v in (trial.user_attrs.get("metrics") or {}).items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     # search stores the config's trainable count before training, so failed trials carry it too
@@ -152,11 +191,15 @@ def _row(trial: FrozenTrial, objectives: tuple[str, ...], front: set[int]) -> Tr
         number=trial.number, state=trial.state.name, metrics=metrics, config=config,
         seed_name=trial.user_attrs.get("seed_name"), failure=trial.user_attrs.get("failure"),
         feasible=all(c <= 0.0 for c in constraints), on_front=trial.number in front,
+        on_noise_front=trial.number in noise_front, records=stored_records(trial.user_attrs),
+        train_seed=trial.user_attrs.get("train_seed"), replicate_of=trial.user_attrs.get("replicate_of"),
     )
 
 
-def read_study(study: optuna.Study) -> StudyData:
-    """Rows for every trial with the Pareto front (``study.best_trials``) marked.
+def read_study(study: optuna.Study, storage: str | optuna.storages.BaseStorage | None = None, *,
+               alpha: float = 0.05) -> StudyData:
+    """Rows for every trial with the plain and the noise-aware front marked (feasible trials only), and the
+    study's confirmation runs when ``storage`` (where ``<study>.confirm`` lives) is given.
 
     Raises:
         StudyError: the study has no completed trial, so there is nothing to report.
@@ -172,14 +215,18 @@ def read_study(study: optuna.Study) -> StudyData:
         raise StudyError(f"study {study.study_name!r} has no completed trials ({detail}); nothing to report")
     objectives = objective_names(study)
     directions = tuple("maximize" if d == StudyDirection.MAXIMIZE else "minimize" for d in study.directions)
-    front = {t.number for t in study.best_trials}
+    feasible = [t for t in done if all(c <= 0.0 for c in constraint_values(t))]
+    front = {feasible[i].number for i in plain_front([t.values for t in feasible], directions)}
+    noise = search_front(feasible, objectives, alpha=alpha)
+    rows = tuple(_row(t, objectives, front, noise.on_front()) for t in trials)
+    confirmation = read_confirmation(study.study_name, storage) if storage is not None else None
     return StudyData(name=study.study_name, objectives=objectives, directions=directions,
-                     attrs=dict(study.user_attrs), rows=tuple(_row(t, objectives, front) for t in trials))
+                     attrs=dict(study.user_attrs), rows=rows, noise=noise, confirmation=confirmation)
 
 
 def load(study_name: str, storage: str | None = None, out_root: str | Path = DEFAULT_OUT_ROOT) -> StudyData:
     """``open_study`` then ``read_study``: the one call the CLIs make."""
-    return read_study(open_study(study_name, storage, out_root))
+    return read_study(open_study(study_name, storage, out_root), storage or default_storage(study_name, out_root))
 
 
 def config_cells(config: MoLoRAConfig | None, *, grouped: bool = False) -> dict[str, str]:

@@ -11,7 +11,7 @@ import re
 import time
 from pathlib import Path
 
-from ..cli import OneLineParser, print_error
+from ..cli import OneLineParser, print_error, quiet_hub_logs
 from ..config import LLAMA_TARGETS
 from ..models import DEFAULT_MODEL, load_model
 from .alphas import layer_alphas
@@ -37,6 +37,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_device(name: str) -> None:
+    """``--device`` must name a torch device this machine has (cuda needs a visible GPU)."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device must be a torch device such as cpu or cuda, got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA GPU is visible here; use --device cpu")
+
+
 def _plot(path: Path, alphas: tuple[float, ...], experts: tuple[int, ...], title: str) -> None:
     import matplotlib
 
@@ -60,13 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from rich.console import Console
     from rich.table import Table
-    from transformers.utils import logging as hf_logging
 
     console = Console()
-    hf_logging.disable_progress_bar()  # a model-loading bar would split a one-line error
+    quiet_hub_logs()  # retries and loading bars would split a one-line error
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
     start = time.perf_counter()
-    try:  # bad input (model, targets, T, beta): one line and exit code 2, as every CLI of the project
+    try:  # bad input (model, targets, T, beta, device): one line and exit code 2, as every CLI of the project
+        check_device(args.device)
         with console.status(f"loading {args.model}"):
             model, _ = load_model(args.model, device=args.device)
         with console.status("fitting power laws to every target linear's ESD"):
