@@ -115,7 +115,8 @@ def create_or_resume(
     queued twice.
 
     Raises:
-        SearchInputError: the study exists without ``resume``, or its objectives differ from the stored ones.
+        SearchInputError: the study exists without ``resume``, or was created with other options
+            (``check_same_study``).
     """
     storage = open_storage(location.storage)
     created = False
@@ -130,9 +131,7 @@ def create_or_resume(
                                " continue it or choose another --study name")
     study = optuna.load_study(study_name=location.name, storage=storage, sampler=sampler)
     if not created and wait_for_set_up(study):
-        stored = study.metric_names or []
-        if list(stored) != list(objectives):
-            raise SearchInputError(f"--objectives {','.join(objectives)} differ from the study's {stored}")
+        check_same_study(study, objectives=objectives, attrs=attrs)
         return study
     # Created here, or its creator stopped before finishing the set-up: this worker does it. "pending" is the
     # first write, so a worker that finds neither it nor metric names knows the creator is only starting.
@@ -141,6 +140,38 @@ def create_or_resume(
     for key, value in attrs.items():
         study.set_user_attr(key, value)
     return study
+
+
+# study attribute -> the option that sets it; a resumed study must be given the same values
+IDENTITY_OPTIONS = {"task": "--task", "task_columns": "--task-columns", "model": "--model", "space": "--space",
+                    "seed": "--seed", "target_modules": "--targets"}
+
+
+def check_same_study(study: optuna.Study, *, objectives: Sequence[str], attrs: dict[str, Any]) -> None:
+    """Refuse to continue a study with another task, model, space, seed, objectives or targets than it was
+    created with: its trials would be mixed with results of a different experiment.
+
+    Only attributes the study stores are compared (a study written by an older version may lack some).
+
+    Raises:
+        SearchInputError: one line naming every option that differs, with the study's value.
+    """
+    stored_attrs = study.user_attrs
+    differences = []
+    stored_objectives = list(study.metric_names or [])
+    if stored_objectives != list(objectives):
+        differences.append(f"--objectives {','.join(objectives)} (study: {','.join(stored_objectives)})")
+    for key, option in IDENTITY_OPTIONS.items():
+        if key in stored_attrs and stored_attrs[key] != attrs.get(key):
+            differences.append(f"{option} {_option_text(attrs.get(key))} (study: {_option_text(stored_attrs[key])})")
+    if differences:
+        raise SearchInputError(f"--resume: these options differ from the study's, so this would be another"
+                               f" experiment: {'; '.join(differences)}. Repeat the study's options or choose"
+                               f" another --study name")
+
+
+def _option_text(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def wait_for_set_up(study: optuna.Study, timeout: float | None = None) -> bool:
