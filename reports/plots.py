@@ -69,23 +69,37 @@ def pareto_png(data: StudyData, path: Path) -> Path:
     norm = matplotlib.colors.Normalize(min(known), max(known)) if known else None
     colours = [plt.cm.viridis(norm(a)) if a is not None and norm else (0.6, 0.6, 0.6, 1.0) for a in active]
     for row, colour in zip(rows, colours):
+        ci = row.accuracy_interval()
+        if ci is not None:  # Wilson 95% interval of this run's validation accuracy (question sampling)
+            acc = row.value("accuracy")
+            ax.errorbar(row.value("trainable"), acc, yerr=[[max(acc - ci[0], 0)], [max(ci[1] - acc, 0)]],
+                        color=colour, alpha=0.35, linewidth=1, capsize=2, zorder=1)
         ax.scatter(row.value("trainable"), row.value("accuracy"), s=90 if row.is_seed else 45, color=colour,
                    marker="D" if row.is_seed else "o", zorder=3,
                    edgecolors="crimson" if row.on_front else "black", linewidths=2.0 if row.on_front else 0.5)
+        if row.on_noise_front:
+            ax.scatter(row.value("trainable"), row.value("accuracy"), s=260, facecolors="none",
+                       edgecolors="darkorange", linewidths=2.0, zorder=4)
         if row.is_seed:
             ax.annotate(row.seed_name, (row.value("trainable"), row.value("accuracy")), fontsize=8,
                         xytext=(6, 6), textcoords="offset points")
     _front_line(ax, [r for r in rows if r.on_front], color="crimson", linestyle="--", linewidth=1.2,
-                zorder=2, label="front, accuracy vs trainable")
+                zorder=2, label="plain front (point estimates), accuracy vs trainable")
+    _front_line(ax, [r for r in rows if r.on_noise_front], color="darkorange", linestyle="-", linewidth=1.6,
+                zorder=2, label="noise-aware front (significant gains only)")
     if norm:
         fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax,
                      label="active parameters per token")
     ax.scatter([], [], marker="D", color="white", edgecolors="black", label="seed (rule-based)")
-    ax.scatter([], [], marker="o", color="white", edgecolors="crimson", linewidths=2.0, label="on the Pareto front (all objectives)")
+    ax.scatter([], [], marker="o", color="white", edgecolors="crimson", linewidths=2.0, label="on the plain Pareto front (all objectives)")
+    ax.scatter([], [], marker="o", s=160, color="none", edgecolors="darkorange", linewidths=2.0,
+               label="on the noise-aware front")
+    ax.errorbar([], [], yerr=[], color="grey", alpha=0.5, label="95% Wilson interval (validation questions)")
     _log_if_wide(ax, [r.value("trainable") for r in rows])
     ax.set_xlabel("trainable parameters")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"{data.name}: {len(rows)} completed trials, {len(data.front)} on the front "
+    ax.set_title(f"{data.name}: {len(rows)} completed trials, {len(data.front)} on the plain front, "
+                 f"{len(data.noise_front)} configs on the noise-aware front "
                  f"({', '.join(f'{n} {d[:3]}' for n, d in zip(data.objectives, data.directions))})")
     ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)

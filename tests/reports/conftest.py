@@ -12,12 +12,23 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
+import numpy as np
+
 from hilo_core import LLAMA_TARGETS, LayerSpec, MoLoRAConfig, RouterSpec, config_active, config_trainable, module_shapes
+from objectives.records import QuestionRecords
 from tiny_models import tiny_llama
 
 N_LAYERS = 4
 DIRECTIONS = {"accuracy": "maximize", "trainable": "minimize", "active": "minimize"}
 COMMAND = "python -m search.run --space hilo --budget 8 --study tiny --task polarity"
+N_QUESTIONS = 100
+
+
+def nested_records(accuracy: float) -> QuestionRecords:
+    """Per-question records of ``accuracy`` on 100 questions, right on the first ones: a more accurate trial is
+    right on a superset, so the paired difference of two trials is exactly their accuracy difference."""
+    correct = np.arange(N_QUESTIONS) < round(accuracy * N_QUESTIONS)
+    return QuestionRecords(correct, np.where(correct, 0.7, 0.2).astype(np.float32), "fixture")
 
 
 def tiny_trials() -> list[dict]:
@@ -53,6 +64,7 @@ def add_trial(study: optuna.Study, spec: dict, shapes: dict, objectives: tuple[s
     if state == TrialState.COMPLETE:
         attrs["metrics"] = {"accuracy": spec["accuracy"], "trainable_params": trainable, "active_params": active,
                             "train_seconds": 1.5}
+        attrs["val_records"] = nested_records(spec["accuracy"]).encode()
         values = {"accuracy": spec["accuracy"], "trainable": trainable, "active": active}
         study.add_trial(create_trial(state=state, values=[values[o] for o in objectives], user_attrs=attrs))
     else:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import matplotlib.image
 import pytest
+
+from hilo_core import MoLoRAConfig
 from optuna.trial import TrialState
 
 from reports import build, compare
@@ -44,12 +46,15 @@ def test_build_writes_every_report(tiny_study, out_root, capsys):
 
     summary = (folder / "summary.md").read_text()
     assert "python -m search.run --space hilo --budget 8 --study tiny --task polarity" in summary
-    front_table = summary.split("## Pareto front (3 trials)")[1].split("##")[0]
+    front_table = summary.split("## Plain Pareto front (3 trials")[1].split("##")[0]
     assert [line.split("|")[1].strip() for line in front_table.splitlines() if line.startswith("| ")][1:] == \
         ["3", "8", "2"]  # best accuracy first
     assert "`L0-3: 2x4`" in front_table and "`L0: 2,8; L1: 3x4; L2: 1x8; L3: 2x6`" in front_table
-    assert "| accuracy | 3 |" in summary and "| trainable | 2 | uniform |" in summary
-    assert "| mola-2468 | 0 |" in summary and "dominate 2 of 3 seeds" in summary
+    noise_table = summary.split("## Noise-aware front (3 configs)")[1].split("##")[0]
+    assert "0.660 [" in noise_table and "(1 seed)" in noise_table and "validation questions only" in noise_table
+    assert "Not confirmed: no claim is made against the seed rules" in summary and "dominate" not in summary
+    assert {r["number"] for r in rows if r["on_noise_front"] == "1"} == {"2", "3", "8"}
+    assert float(rows[3]["accuracy_low"]) < 0.66 < float(rows[3]["accuracy_high"]) and rows[3]["questions"] == "100"
     assert "5 (fail): loss became NaN at step 12" in summary
 
     html = (folder / "pareto.html").read_text()
@@ -108,3 +113,15 @@ def test_compare_puts_two_fronts_on_one_plot(out_root, make_study, trial_specs, 
     assert_png(out, "compare")
     assert compare.main(["a", "missing", "--out-root", str(out_root)]) == 2
     assert "study 'missing'" in capsys.readouterr().err
+
+
+def test_a_lucky_larger_config_is_on_the_plain_front_but_not_the_noise_aware_one(out_root, make_study):
+    """One more right answer out of 100 for a larger config: plain dominance keeps it, the paired test does not;
+    eleven more (a real gain) keep it on both."""
+    specs = [dict(config=MoLoRAConfig.uniform(4, 1, 8), accuracy=0.55),
+             dict(config=MoLoRAConfig.uniform(4, 2, 8), accuracy=0.56),
+             dict(config=MoLoRAConfig.uniform(4, 4, 8), accuracy=0.67)]
+    make_study(out_root, "lucky", specs, objectives=("accuracy", "trainable"))
+    data = load("lucky", out_root=out_root)
+    assert {r.number for r in data.front} == {0, 1, 2}
+    assert {r.number for r in data.noise_front} == {0, 2}
