@@ -84,19 +84,47 @@ def stratified_split(strata: Sequence[Hashable], fractions: Sequence[float], *,
     Deterministic for a seed: strata are visited in sorted order and shuffled by one ``random.Random``.
     """
     _, f_val, f_test = check_fractions(fractions)
+    test, validation, train = _stratified_parts(strata, (f_test, f_val), seed=seed)
+    return train, validation, test
+
+
+def stratified_carve(strata: Sequence[Hashable], share: float, *, seed: int) -> tuple[list[int], list[int]]:
+    """``(kept, carved)`` indices of ``strata``: ``share`` of each stratum carved off (a missing split)."""
+    if not (isinstance(share, (int, float)) and 0 < share < 1):
+        raise ValueError(f"share must lie in (0, 1), got {share!r}")
+    carved, kept = _stratified_parts(strata, (share,), seed=seed)
+    return kept, carved
+
+
+def _stratified_parts(strata: Sequence[Hashable], shares: Sequence[float], *, seed: int) -> list[list[int]]:
+    """``len(shares) + 1`` sorted index lists: ``round(n * share)`` of each stratum per share, the rest last."""
     rng = random.Random(seed)
     by_stratum: dict[Hashable, list[int]] = {}
     for i, key in enumerate(strata):
         by_stratum.setdefault(key, []).append(i)
-    parts: tuple[list[int], list[int], list[int]] = ([], [], [])
+    parts: list[list[int]] = [[] for _ in range(len(shares) + 1)]
     for key in sorted(by_stratum, key=repr):
         members = by_stratum[key]
         rng.shuffle(members)
-        n_test = round(len(members) * f_test)
-        n_val = round(len(members) * f_val)
-        parts[2].extend(members[:n_test])
-        parts[1].extend(members[n_test:n_test + n_val])
-        parts[0].extend(members[n_test + n_val:])
+        start = 0
+        for part, share in zip(parts, shares):
+            n = round(len(members) * share)
+            part.extend(members[start:start + n])
+            start += n
+        parts[-1].extend(members[start:])
     for part in parts:
         part.sort()
     return parts
+
+
+def drop_repeats(splits: Sequence[Sequence[Example]]) -> tuple[list[tuple[Example, ...]], list[int]]:
+    """Each split without the examples an earlier split already holds (same prompt and right answer),
+    so nothing trained on is validated or tested on; returns the splits and how many each lost."""
+    seen: set[tuple[str, str]] = set()
+    kept, dropped = [], []
+    for examples in splits:
+        keys = [(e.prompt, e.choices[e.answer]) for e in examples]
+        kept.append(tuple(e for e, k in zip(examples, keys) if k not in seen))
+        dropped.append(len(examples) - len(kept[-1]))
+        seen.update(keys)
+    return kept, dropped

@@ -99,7 +99,8 @@ def test_datasets_folder_with_class_labels_and_given_splits(tmp_path):
     assert flat.kind == "classification" and _all(flat)["flat:row 2"].choices == (" neg", " pos")
     assert _all(flat)["flat:row 2"].answer == 1
 
-    split_data = DatasetDict({s: Dataset.from_dict(data, features=features) for s in SPLITS})
+    split_data = DatasetDict({s: Dataset.from_dict({**data, "text": [f"{s} text {i}" for i in range(12)]},
+                                                    features=features) for s in SPLITS})
     split_data.save_to_disk(str(tmp_path / "split"))
     given = load_task_file(tmp_path / "split")
     assert [e.id for e in given.validation] == [f"split:validation row {i}" for i in range(1, 13)]
