@@ -12,6 +12,7 @@ import json
 import random
 import shlex
 
+import numpy as np
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -64,7 +65,7 @@ def from_mola_flags(flags: dict[str, str], n_layers: int) -> MoLoRAConfig:
 def test_best_is_highest_accuracy_on_front_within_budget(tiny_study, out_root):
     data = load("tiny", out_root=out_root)
     best = choose_trial(data, "best")
-    assert best.row.number == 3 and "highest validation accuracy (0.6600)" in best.why  # accuracy 0.66
+    assert best.row.number == 3 and "not confirmed" in best.why and "noise-aware front" in best.why  # 0.66
     budget = data.rows[3].value("trainable") - 1
     assert choose_trial(data, "best", max_trainable=budget).row.number == 2  # only the uniform seed is smaller
     with pytest.raises(StudyError, match="at most 1,000 trainable params \\(smallest on the front: 29,696\\)"):
@@ -74,6 +75,29 @@ def test_best_is_highest_accuracy_on_front_within_budget(tiny_study, out_root):
     with pytest.raises(StudyError, match="has no trial 42"):
         choose_trial(data, "42")
     assert choose_trial(data, "4").why == "trial 4, as asked"
+
+
+def test_best_prefers_confirmed_trials_and_decides_on_validation(tiny_study, out_root):
+    """A confirmation in which trial 8 beats trial 3 on validation (and trial 3 wins on test): best is 8."""
+    import optuna
+
+    from objectives.records import QuestionRecords
+
+    def rec(k):
+        return QuestionRecords(np.arange(50) < k, np.full(50, 0.5, dtype=np.float32), "f").encode()
+
+    url = f"sqlite:///{out_root}/tiny/study.db"
+    conf = optuna.create_study(study_name="tiny.confirm", storage=url, directions=["maximize"])
+    trials = {t.number: t for t in tiny_study.get_trials()}
+    for of_trial, role, val, test in ((3, "candidate", 30, 40), (8, "candidate", 35, 30), (0, "rule", 30, 30)):
+        m = trials[of_trial].user_attrs["metrics"]
+        for seed in (1000, 1001):
+            conf.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[val / 50],
+                           user_attrs={"config": trials[of_trial].user_attrs["config"], "train_seed": seed,
+                                       "role": role, "of_trial": of_trial, "label": f"t{of_trial}", "metrics": m,
+                                       "val_records": rec(val), "test_records": rec(test)}))
+    best = choose_trial(load("tiny", out_root=out_root), "best")
+    assert best.row.number == 8 and best.why.startswith("best: confirmed") and "2 fresh seeds" in best.why
 
 
 def test_hilo_export_round_trips_bit_identically(tiny_study, out_root, trial_specs, capsys):
