@@ -59,6 +59,8 @@ from search.study import FINISHED  # noqa: E402
 from search.trials import TrialContext, run_trial  # noqa: E402
 from spaces import seed_config  # noqa: E402
 
+OBJECTIVES = ("accuracy", "trainable", "active")
+
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ("uniform", "mola-2468", "mola-5555", "mola-8642", "alphalora", "hilo-rule")
 LABELS = {"zero-shot": "zero-shot", "single-lora": "single LoRA", "uniform": "uniform MoLoRA 4 x r4",
@@ -143,9 +145,9 @@ def short_search(task_name: str, args: argparse.Namespace, facts, fidelity: Fide
     folder = Path(args.out_root) / name
     folder.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(study_name=name, storage=f"sqlite:///{folder / 'study.db'}",
-                                directions=list(DIRECTIONS.values()), sampler=make_sampler("nsga2", 0),
+                                directions=[DIRECTIONS[o] for o in OBJECTIVES], sampler=make_sampler("nsga2", 0),
                                 load_if_exists=True)
-    study.set_metric_names(list(DIRECTIONS))
+    study.set_metric_names(list(OBJECTIVES))
     space = build_space("hilo", facts)
     if not study.get_trials(deepcopy=False):
         for key, value in {"space": "hilo", "task": task_name, "model": args.model, "fidelity": fidelity.to_dict(),
@@ -156,11 +158,11 @@ def short_search(task_name: str, args: argparse.Namespace, facts, fidelity: Fide
         for seed in space.seeds()[:args.search_budget]:
             study.enqueue_trial(seed.params, user_attrs={"seed_name": seed.name})
     ctx = TrialContext(space=space, task=get_task(task_name), fidelity=fidelity, model=args.model,
-                       shapes=facts.shapes, objectives=tuple(DIRECTIONS), seed=0)
+                       shapes=facts.shapes, objectives=OBJECTIVES, seed=0)
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
     if done < args.search_budget:
         console.print(f"[bold]{task_name}[/]: short search {name} ({args.search_budget} trials, seeds first)")
-        with SearchProgress(total=args.search_budget, done=done, objectives=tuple(DIRECTIONS), console=console) as bar:
+        with SearchProgress(total=args.search_budget, done=done, objectives=OBJECTIVES, console=console) as bar:
             study.optimize(lambda t: run_trial(t, ctx), n_trials=args.search_budget - done, catch=(Exception,),
                            callbacks=[bar])
     return name

@@ -28,19 +28,20 @@ from optuna.trial import TrialState, create_trial  # noqa: E402
 
 from hilo_core import LLAMA_TARGETS  # noqa: E402
 from objectives import DIRECTIONS, Fidelity, get_task  # noqa: E402
-from reports.hypervolume import hypervolume_of, normalise  # noqa: E402
+from objectives.front import dominated_by, hypervolume, normalise, plain_front  # noqa: E402
 from search.facts import build_space, model_facts  # noqa: E402
 from search.progress import SearchProgress  # noqa: E402
 from search.sampling import make_sampler  # noqa: E402
 from search.study import FINISHED  # noqa: E402
 from search.trials import TrialContext, run_trial  # noqa: E402
 
-OBJECTIVES = tuple(DIRECTIONS)
+OBJECTIVES = ("accuracy", "trainable", "active")
+MINIMISE = ["minimize"] * len(OBJECTIVES)  # normalised points: 0 best in every objective
 
 
 def open_arm(out: Path, name: str, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
     storage = f"sqlite:///{out / 'bench.db'}"
-    study = optuna.create_study(study_name=name, storage=storage, directions=list(DIRECTIONS.values()),
+    study = optuna.create_study(study_name=name, storage=storage, directions=[DIRECTIONS[o] for o in OBJECTIVES],
                                 sampler=sampler, load_if_exists=True)
     study.set_metric_names(list(OBJECTIVES))
     return study
@@ -59,11 +60,6 @@ def copy_trials(source: list[optuna.trial.FrozenTrial], target: optuna.Study) ->
         return
     target.add_trials([create_trial(params=t.params, distributions=t.distributions, values=t.values,
                                     user_attrs=t.user_attrs, state=t.state) for t in source])
-
-
-def dominates(a: list[float], b: list[float]) -> bool:
-    """Minimised, normalised vectors: a is no worse everywhere and better somewhere."""
-    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
 
 
 def main() -> None:
@@ -107,19 +103,20 @@ def main() -> None:
 
     done = {n: [t for t in s.get_trials() if t.state == TrialState.COMPLETE] for n, s in arms.items()}
     # one box for every arm: normalised together, then handed back to each arm in order
-    box = iter(normalise([t.values for ts in done.values() for t in ts], list(DIRECTIONS.values())))
+    box = iter(normalise([t.values for ts in done.values() for t in ts],
+                         [DIRECTIONS[o] for o in OBJECTIVES]).tolist())
     arm_points = {name: [next(box) for _ in trials] for name, trials in done.items()}
     seed_points = arm_points["seeds"]
     rows = []
     for name, trials in done.items():
         points = arm_points[name]
-        front = [p for p in points if not any(dominates(q, p) for q in points)]
-        beaten = sum(any(dominates(f, sp) for f in front) for sp in seed_points)
+        front = [points[i] for i in plain_front(points, MINIMISE)]
+        seed_beaten = dominated_by(seed_points, front, MINIMISE)
+        beaten = sum(seed_beaten)
         best = max(trials, key=lambda t: (t.values[0], -t.values[1]))  # ties: the smaller config
-        kept = [t.user_attrs.get("seed_name", str(t.number)) for t, sp in zip(done["seeds"], seed_points)
-                if not any(dominates(f, sp) for f in front)]
+        kept = [t.user_attrs.get("seed_name", str(t.number)) for t, b in zip(done["seeds"], seed_beaten) if not b]
         rows.append({"arm": name, "trials": len(trials), "front": len(front),
-                     "hypervolume": hypervolume_of(points)[1][-1], "seeds_dominated": beaten,
+                     "hypervolume": hypervolume(points), "seeds_dominated": beaten,
                      "seeds": len(seed_points), "best_accuracy": best.values[0],
                      "best_accuracy_trainable": best.values[1], "seeds_not_dominated": kept})
     base = rows[0]["hypervolume"]

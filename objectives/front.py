@@ -37,6 +37,16 @@ def plain_front(points: Sequence[Sequence[float]], directions: Sequence[str]) ->
     return [i for i, keep in enumerate(mask) if keep]
 
 
+def dominated_by(points: Sequence[Sequence[float]], others: Sequence[Sequence[float]],
+                 directions: Sequence[str]) -> list[bool]:
+    """For each of ``points``: whether some point of ``others`` dominates it (better somewhere, no worse anywhere)."""
+    out = []
+    for p in points:
+        pool = [*others, p]
+        out.append(len(pool) - 1 not in plain_front(pool, directions))
+    return out
+
+
 def pareto_ranks(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:
     """Non-dominated sorting: 1 for the front, 2 for the front of the rest, and so on."""
     if len(points) == 0:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from objectives.front import (Candidate, hypervolume, hypervolume_history, noise_aware_front, normalise,
+from objectives.front import (Candidate, dominated_by, hypervolume, hypervolume_history, noise_aware_front, normalise,
                               pareto_ranks, plain_front)
 
 DIRS = ["maximize", "minimize", "minimize"]
@@ -123,3 +123,12 @@ def test_noise_aware_front_keeps_the_smallest_and_drops_a_lucky_large_config():
              Candidate("clear", (9.0, 9.0), clear, 2)]
     assert noise_aware_front(cands) == [0, 2]
     assert plain_front([[c.mean, *c.params] for c in cands], DIRS) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_dominated_by_equals_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    pts = rng.integers(0, 5, (10, 3)).astype(float).tolist()
+    others = rng.integers(0, 5, (6, 3)).astype(float).tolist()
+    dirs = ["minimize"] * 3
+    assert dominated_by(pts, others, dirs) == [any(_dominates(o, p, dirs) for o in others) for p in pts]
