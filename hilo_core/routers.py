@@ -25,12 +25,16 @@ def routing_precision(t: torch.Tensor) -> torch.Tensor:
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
-def balance_loss(probs: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-    """Switch-style load balance ``N * sum_i f_i * P_i``; f_i = share of routed slots, P_i = mean prob."""
-    n = probs.shape[-1]
-    counts = active.to(probs.dtype).sum(0)
-    f = counts / counts.sum().clamp_min(1.0)
-    return n * (f * probs.mean(0)).sum()
+def balance_loss(probs: torch.Tensor, active: torch.Tensor, slots: int | None = None) -> torch.Tensor:
+    """Switch-style load balance ``N * sum_i f_i * P_i``; f_i = share of routed slots, P_i = mean prob.
+
+    Computed as ``N * (counts . sum_t p_t) / (slots * tokens)`` in four ops; ``slots`` (the number of
+    routed slots, ``tokens * k`` for top-k) is counted from ``active`` when not given.
+    """
+    tokens, n = probs.shape
+    counts = active.sum(0, dtype=probs.dtype)
+    total = counts.sum().clamp_min(1.0) if slots is None else max(slots, 1)
+    return (counts @ probs.sum(0)) * (n / tokens) / total
 
 
 class _GatedRouter(nn.Module):
@@ -54,18 +58,22 @@ class DenseRouter(_GatedRouter):
 
 
 class TopKRouter(_GatedRouter):
-    """MoLA: keep the k largest ``p_i`` and renormalise them to sum 1."""
+    """MoLA: keep the k largest ``p_i`` and renormalise them to sum 1.
+
+    The renormalised top-k of ``softmax(z)`` is the softmax of the k largest logits: one small softmax.
+    """
 
     def __init__(self, *, d_in: int, n_experts: int, top_k: int, dtype: torch.dtype | None = None) -> None:
         super().__init__(d_in=d_in, n_experts=n_experts, dtype=dtype)
         self.top_k = top_k
 
     def forward(self, x: torch.Tensor) -> RouterOutput:
-        p = self.probs(x)
-        idx = p.topk(self.top_k, dim=-1).indices
-        active = torch.zeros_like(p, dtype=torch.bool).scatter_(-1, idx, True)
-        kept = p * active
-        return RouterOutput(kept / kept.sum(-1, keepdim=True), active, balance_loss(p, active))
+        z = routing_precision(self.gate(x))
+        top = z.topk(self.top_k, dim=-1)
+        weights = torch.zeros_like(z).scatter(-1, top.indices, torch.softmax(top.values, dim=-1))
+        active = torch.zeros_like(z, dtype=torch.bool).scatter_(-1, top.indices, True)
+        p = torch.softmax(z, dim=-1)
+        return RouterOutput(weights, active, balance_loss(p, active, slots=z.shape[0] * self.top_k))
 
 
 class ThresholdRouter(_GatedRouter):
@@ -83,9 +91,8 @@ class ThresholdRouter(_GatedRouter):
     def forward(self, x: torch.Tensor) -> RouterOutput:
         p = self.probs(x)
         tau = self.tau_max * torch.sigmoid(self.threshold(x).to(p.dtype))
-        gap = p - tau
-        active = gap > 0
-        kept = gap * active
+        kept = torch.relu(p - tau)
+        active = kept > 0
         return RouterOutput(kept / kept.sum(-1, keepdim=True), active, balance_loss(p, active))
 
 
@@ -102,7 +109,7 @@ class TopPRouter(_GatedRouter):
         # An expert is kept when the mass *before* it has not yet reached top_p: the first always is.
         keep_sorted = (sorted_p.cumsum(-1) - sorted_p) < self.top_p
         active = torch.zeros_like(keep_sorted).scatter_(-1, order, keep_sorted)
-        kept = p * active
+        kept = p.masked_fill(~active, 0.0)
         return RouterOutput(kept / kept.sum(-1, keepdim=True), active, balance_loss(p, active))
 
 

@@ -32,10 +32,10 @@ def triton_applies(x: torch.Tensor) -> bool:
 
 
 def triton_delta(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, weights: torch.Tensor,
-                 ranks: tuple[int, ...], alpha: float) -> torch.Tensor:
+                 ranks: tuple[int, ...], alpha: float, base: torch.Tensor | None = None) -> torch.Tensor:
     """Imported on first use: defining the kernels needs triton, and costs nothing until a GPU call."""
     from .molora_triton import molora_triton_delta
-    return molora_triton_delta(x, A, B, weights, ranks, alpha)
+    return molora_triton_delta(x, A, B, weights, ranks, alpha, base=base)
 
 
 DISPATCH: list[tuple[Callable[[torch.Tensor], bool], DeltaFn]] = [
@@ -45,9 +45,13 @@ DISPATCH: list[tuple[Callable[[torch.Tensor], bool], DeltaFn]] = [
 
 
 def molora_delta(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, weights: torch.Tensor,
-                 ranks: tuple[int, ...], alpha: float) -> torch.Tensor:
-    """``sum_i w_i * alpha / r_i * B_i A_i x`` for ``x (tokens, d_in)`` by the first applicable path."""
+                 ranks: tuple[int, ...], alpha: float, *, base: torch.Tensor | None = None) -> torch.Tensor:
+    """``sum_i w_i * alpha / r_i * B_i A_i x`` for ``x (tokens, d_in)`` by the first applicable path.
+
+    With ``base`` (the frozen layer's output, ``(tokens, d_out)``) it returns ``base + delta`` in base's
+    dtype, the add fused into the second GEMM (the Triton epilogue, or ``addmm`` on the torch path).
+    """
     for applies, fn in DISPATCH:
         if applies(x):
-            return fn(x, A, B, weights, ranks, alpha)
+            return fn(x, A, B, weights, ranks, alpha, base=base)
     raise RuntimeError("no MoLoRA implementation applies")  # unreachable: the last entry always applies

@@ -1,4 +1,5 @@
-"""MoLoRALinear: stacked path == per-expert loop (float64), gradients, PEFT equivalence, routers."""
+"""MoLoRALinear: stacked path == per-expert loop (float64), gradients (router's too), dropout folding,
+cached scales, PEFT equivalence, routers."""
 
 import copy
 
@@ -7,7 +8,8 @@ import torch
 from torch import nn
 
 from hilo_core import LayerSpec, MoLoRAConfig, MoLoRALinear, RouterSpec, inject, molora_modules
-from hilo_core.kernels.reference import loop_delta, stacked_delta
+from hilo_core.kernels.reference import loop_delta, scale_matrix, stacked_delta
+from hilo_core.layers import dropout_mask
 from hilo_core.routers import ThresholdRouter, TopKRouter, TopPRouter
 
 ROUTERS = [RouterSpec(kind="dense"), RouterSpec(kind="topk", top_k=2), RouterSpec(kind="threshold"),
@@ -27,14 +29,89 @@ def _layer(ranks, router, *, d_in=37, d_out=23, seed=0):
 def test_stacked_equals_loop_float64(router, ranks):
     layer = _layer(ranks, router)
     x = torch.randn(3, 11, 37, dtype=torch.float64, requires_grad=True)
+    wrt = [x, layer.lora_A, layer.lora_B, *layer.router.parameters()]  # the router's gradient flows through w
     y = layer(x)
-    grads = torch.autograd.grad(y.square().sum(), [x, layer.lora_A, layer.lora_B])
+    grads = torch.autograd.grad(y.square().sum() + layer.aux_loss, wrt)
     layer.use_loop = True
     y_ref = layer(x)
-    grads_ref = torch.autograd.grad(y_ref.square().sum(), [x, layer.lora_A, layer.lora_B])
+    grads_ref = torch.autograd.grad(y_ref.square().sum() + layer.aux_loss, wrt)
     torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-10)
     for g, g_ref in zip(grads, grads_ref):
         torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("router", ROUTERS, ids=lambda r: r.kind)
+def test_training_dropout_is_the_loop_on_masked_inputs_with_alpha_over_keep(router):
+    """Dropout folded: the layer in training == the loop on ``x * kept`` with ``alpha / keep``, gradients too."""
+    layer = _layer((2, 8, 4), router)
+    layer.lora_dropout = 0.3
+    layer.train()
+    x = torch.randn(4, 9, 37, dtype=torch.float64, requires_grad=True)
+    wrt = [x, layer.lora_A, layer.lora_B, *layer.router.parameters()]
+    torch.manual_seed(11)
+    y = layer(x)
+    grads = torch.autograd.grad(y.square().sum(), wrt)
+    torch.manual_seed(11)
+    kept, keep = dropout_mask(torch.Size((36, 37)), 0.3, x.device)
+    tokens = x.reshape(-1, 37)
+    delta = loop_delta(tokens * kept, layer.lora_A, layer.lora_B, layer.router(tokens).weights, layer.ranks,
+                       16.0 / keep)
+    y_ref = layer.base_layer(x) + delta.reshape(4, 9, 23)
+    grads_ref = torch.autograd.grad(y_ref.square().sum(), wrt)
+    torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-10)
+    for g, g_ref in zip(grads, grads_ref):
+        torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-10)
+    assert not bool(kept.all()) and bool(kept.any())
+
+
+def test_dropout_mask_rate_and_unbiased_scale():
+    torch.manual_seed(0)
+    for p in (0.05, 0.3):
+        kept, keep = dropout_mask(torch.Size((300, 701)), p, torch.device("cpu"))
+        assert keep == pytest.approx(1 - p, abs=1 / 65536)
+        n = kept.numel()
+        sd = (n * p * (1 - p)) ** 0.5
+        assert abs(int((~kept).sum()) - n * p) < 5 * sd  # binomial count within 5 sd
+        assert abs(float((kept / keep).mean()) - 1.0) < 5 * sd / n / keep  # E[kept / keep] = 1
+
+
+def test_no_dropout_draws_when_p_is_zero_or_in_eval():
+    """Dropout is skipped, not applied with p = 0: the global generator is not touched."""
+    for p, training in ((0.0, True), (0.2, False)):
+        layer = _layer((4, 4), RouterSpec(kind="topk", top_k=1))
+        layer.lora_dropout = p
+        layer.train(training)
+        x = torch.randn(5, 37, dtype=torch.float64)
+        state = torch.get_rng_state()
+        layer(x)
+        assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_scale_matrix_is_the_per_column_scale_and_cached():
+    ranks = (2, 3, 1)
+    w = torch.rand(7, 3, dtype=torch.float64)
+    want = torch.stack([w[:, i] * 8.0 / r for i, r in enumerate(ranks) for _ in range(r)], dim=1)
+    torch.testing.assert_close(w @ scale_matrix(ranks, 8.0, w.device, w.dtype), want, rtol=1e-15, atol=0)
+    layer = _layer((5, 3), RouterSpec(kind="dense"))
+    x = torch.randn(6, 37, dtype=torch.float64)
+    layer(x)
+    misses = scale_matrix.cache_info().misses
+    layer(x)
+    layer(x)
+    assert scale_matrix.cache_info().misses == misses  # nothing rebuilt per call
+
+
+@pytest.mark.parametrize("base_dtype", [torch.float64, torch.float32])
+def test_base_added_in_the_gemm_equals_base_plus_delta(base_dtype):
+    torch.manual_seed(2)
+    ranks = (3, 5)
+    x, A = torch.randn(9, 6, dtype=torch.float64), torch.randn(8, 6, dtype=torch.float64)
+    B, w = torch.randn(4, 8, dtype=torch.float64), torch.rand(9, 2, dtype=torch.float64)
+    base = torch.randn(9, 4, dtype=base_dtype)
+    for fn in (stacked_delta, loop_delta):
+        got = fn(x, A, B, w, ranks, 8.0, base=base)
+        assert got.dtype == base_dtype
+        torch.testing.assert_close(got, base + fn(x, A, B, w, ranks, 8.0).to(base_dtype))
 
 
 def test_single_expert_has_no_gate_and_full_weight():
