@@ -12,6 +12,7 @@ from rich.console import Console
 
 from .progress import SearchProgress
 from .study import finished_count
+from .timeout import time_limit
 from .trials import TrialContext, run_trial
 from .worker import queued_trials, run_worker, wait_for_others
 
@@ -27,9 +28,13 @@ def run_with_optuna(study: optuna.Study, ctx: TrialContext, args: argparse.Names
     timeout = args.budget_hours * 3600 if args.budget_hours else None
     n_helpers = args.workers - 1 if args.budget is None else min(args.workers - 1, max(queued - 1, 0))
     helpers = [spawn_worker(args, study.study_name) for _ in range(n_helpers)]
+    def objective(trial: optuna.Trial) -> tuple[float, ...]:
+        with time_limit(args.trial_timeout):
+            return run_trial(trial, ctx)
+
     with SearchProgress(total=args.budget or 0, done=finished_count(study), objectives=ctx.objectives,
                         console=console) as progress:
-        run_worker(study, lambda t: run_trial(t, ctx), budget=args.budget, timeout=timeout, callbacks=[progress])
+        run_worker(study, objective, budget=args.budget, timeout=timeout, callbacks=[progress])
     for proc in helpers:
         if proc.wait() != 0:
             console.print(f"[yellow]warning:[/] helper worker (pid {proc.pid}) exited with code {proc.returncode}")

@@ -62,7 +62,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler, the data split and the training")
     p.add_argument("--backend", default="optuna", choices=BACKENDS)
     p.add_argument("--workers", type=int, default=1, help="parallel trials (processes / Ray trials)")
-    p.add_argument("--ray-address", default=None, help="existing Ray cluster (ray://host:port); default: local")
+    p.add_argument("--ray-address", default=None, help="existing Ray cluster: the head's host:port (ray start"
+                   " --head --port), or ray://host:port; default: a local Ray (see docs/cluster.md)")
+    p.add_argument("--cpus-per-trial", type=float, default=None, help="Ray: CPUs each trial holds, fractions"
+                   " allowed (default: 1)")
+    p.add_argument("--gpus-per-trial", type=float, default=None, help="Ray: GPUs each trial holds, fractions"
+                   " allowed (default: 1 when the cluster has a GPU, else 0)")
+    p.add_argument("--trial-timeout", type=float, default=None, help="seconds a trial may run before it is"
+                   " stopped and marked FAIL (a hung trial); default: no limit")
     p.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
     return p.parse_args(argv)
 
@@ -85,11 +92,26 @@ def check_args(args: argparse.Namespace) -> tuple[str, ...]:
                                f" got {args.objectives!r}")
     if args.max_trainable is not None and not args.max_trainable > 0:
         raise SearchInputError(f"--max-trainable must be positive, got {args.max_trainable}")
+    check_trial_resources(args)
     try:
         parse_task_columns(args.task_columns)
     except ValueError as err:
         raise SearchInputError(f"--task-columns: {err}") from None
     return tuple(n for n in DIRECTIONS if n in names)
+
+
+def check_trial_resources(args: argparse.Namespace) -> None:
+    """--trial-timeout and --cpus-per-trial positive, --gpus-per-trial 0 or more (fractions allowed); the
+    last two for --backend ray only (an Optuna-backend trial has the process it runs in)."""
+    if args.trial_timeout is not None and not args.trial_timeout > 0:
+        raise SearchInputError(f"--trial-timeout must be a positive number of seconds, got {args.trial_timeout}")
+    if args.cpus_per_trial is not None and not args.cpus_per_trial > 0:
+        raise SearchInputError(f"--cpus-per-trial must be positive (fractions allowed), got {args.cpus_per_trial}")
+    if args.gpus_per_trial is not None and not args.gpus_per_trial >= 0:
+        raise SearchInputError(f"--gpus-per-trial must be 0 or positive (fractions allowed), got {args.gpus_per_trial}")
+    for flag, value in (("--cpus-per-trial", args.cpus_per_trial), ("--gpus-per-trial", args.gpus_per_trial)):
+        if value is not None and args.backend != "ray":
+            raise SearchInputError(f"{flag} applies to --backend ray only, got --backend {args.backend}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
