@@ -1,8 +1,10 @@
 """Accuracy by length-normalised log-likelihood: the choice with the highest mean token log-prob wins.
 
 Classification is scored the same way over its label verbalisers (a one-token verbaliser's score is its
-label-word log-prob). Batched: all choices of many questions share padded forward passes, and every
-one-token choice of a question is read from the same position, so it costs no sequence of its own.
+label-word log-prob). Each question is one packed row: its prompt once, then every multi-token choice's
+tokens (but the last), each choice attending to the prompt and to itself only (a 4D attention mask, the
+choice's position ids continuing the prompt's). The prompt end predicts every choice's first token, so
+one-token choices cost nothing beyond the prompt; the LM head runs only where a choice token is read.
 """
 
 from __future__ import annotations
@@ -12,26 +14,46 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import nn
 
-from .sequences import EncodedExample, tail_logits
+from .sequences import EncodedExample, left_pad, selected_logits
 
 
-class _Row(NamedTuple):
-    question: int
-    choice: int | None  # the multi-token choice this row spells out; None for a prompt-only row
-    anchor: bool  # the question's one-token choices are read from this row's prompt end
-    ids: tuple[int, ...]
-    n_cont: int
+class _Packed(NamedTuple):
+    ids: tuple[int, ...]  # prompt, then each multi-token choice without its last token
+    segment: tuple[int, ...]  # 0 for the prompt, j + 1 for choice j's tokens
+    position: tuple[int, ...]  # position ids: choices continue from the prompt's end
+    reads: tuple[tuple[int, int, int], ...]  # (choice, offset from the prompt's last token, token id)
+
+    @property
+    def tail(self) -> int:
+        """Positions from the prompt's last token on: the only ones whose logits are read."""
+        return len(self.ids) - self.segment.count(0) + 1
 
 
-def _rows(encoded: Sequence[EncodedExample]) -> list[_Row]:
-    rows = []
-    for q, e in enumerate(encoded):
-        multi = [j for j, c in enumerate(e.choices) if len(c) > 1]
-        if multi:
-            rows.extend(_Row(q, j, k == 0, e.sequence(j), len(e.choices[j])) for k, j in enumerate(multi))
-        else:
-            rows.append(_Row(q, None, True, e.prompt, 0))
-    return rows
+def pack(e: EncodedExample) -> _Packed:
+    """The packed row of one question and where each choice token's log-prob is read in it."""
+    ids, segment, position = list(e.prompt), [0] * len(e.prompt), list(range(len(e.prompt)))
+    reads = []
+    for j, choice in enumerate(e.choices):
+        reads.append((j, 0, choice[0]))  # the prompt's last token predicts every choice's first token
+        reads.extend((j, len(ids) - len(e.prompt) + 1 + k, token) for k, token in enumerate(choice[1:]))
+        ids += choice[:-1]
+        segment += [j + 1] * (len(choice) - 1)
+        position += range(len(e.prompt), len(e.prompt) + len(choice) - 1)
+    return _Packed(tuple(ids), tuple(segment), tuple(position), tuple(reads))
+
+
+def packed_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Additive ``(rows, 1, length, length)`` mask: causal within the prompt, each choice sees prompt + itself.
+
+    ``segments`` is ``(rows, length)``: -1 padding, 0 prompt, j + 1 choice j. Every position attends to
+    itself, so no row of the softmax is empty (padding rows would otherwise turn into NaN).
+    """
+    length = segments.shape[1]
+    q, k = segments[:, :, None], segments[:, None, :]
+    causal = torch.ones(length, length, dtype=torch.bool).tril()
+    allowed = causal & (k >= 0) & ((k == 0) | (k == q)) | torch.eye(length, dtype=torch.bool)
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask[:, None]
 
 
 @torch.inference_mode()
@@ -39,26 +61,30 @@ def choice_scores(model: nn.Module, encoded: Sequence[EncodedExample], *, pad_id
                   batch_rows: int = 32) -> list[list[float]]:
     """Mean log-probability of each choice's tokens given its prompt, per question."""
     sums = [[0.0] * len(e.choices) for e in encoded]
-    rows = sorted(_rows(encoded), key=lambda r: len(r.ids))  # similar lengths pad less; sort is stable
+    packed = [pack(e) for e in encoded]
+    order = sorted(range(len(encoded)), key=lambda q: len(packed[q].ids))  # similar lengths pad less
+    dtype = getattr(model, "dtype", torch.float32)
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(rows), batch_rows):
-            batch = rows[start:start + batch_rows]
-            keep = max(r.n_cont for r in batch) + 1
-            # (question, choice, row, position, token) for every token log-prob the batch must deliver
-            wanted: list[tuple[int, int, int, int, int]] = []
-            for i, r in enumerate(batch):
-                end_of_prompt = keep - 1 - r.n_cont  # this position predicts the first continuation token
-                e = encoded[r.question]
-                if r.choice is not None:
-                    wanted += [(r.question, r.choice, i, end_of_prompt + k, t)
-                               for k, t in enumerate(e.choices[r.choice])]
-                if r.anchor:
-                    wanted += [(r.question, j, i, end_of_prompt, c[0]) for j, c in enumerate(e.choices) if len(c) == 1]
-            logp = tail_logits(model, [r.ids for r in batch], keep, pad_id=pad_id, device=device).log_softmax(-1)
+        for start in range(0, len(order), batch_rows):
+            questions = order[start:start + batch_rows]
+            batch = [packed[q] for q in questions]
+            ids, real = left_pad([p.ids for p in batch], pad_id)
+            segments, _ = left_pad([p.segment for p in batch], -1)
+            positions, _ = left_pad([p.position for p in batch], 0)
+            select = torch.zeros_like(real)
+            for i, p in enumerate(batch):
+                select[i, ids.shape[1] - p.tail:] = True
+            logp = selected_logits(model, ids, packed_mask(segments, dtype), positions, select,
+                                   device=device).log_softmax(-1)
+            row_start = 0  # selected positions come row by row
+            wanted: list[tuple[int, int, int, int]] = []  # (question, choice, selected index, token)
+            for q, p in zip(questions, batch):
+                wanted += [(q, j, row_start + offset, token) for j, offset, token in p.reads]
+                row_start += p.tail
             index = torch.tensor([w[2:] for w in wanted], device=logp.device)
-            for (q, j, *_), value in zip(wanted, logp[index[:, 0], index[:, 1], index[:, 2]].tolist()):
+            for (q, j, *_), value in zip(wanted, logp[index[:, 0], index[:, 1]].tolist()):
                 sums[q][j] += value
     finally:
         model.train(was_training)

@@ -1,21 +1,27 @@
-"""Token sequences: examples encoded once, and one left-padded forward pass that returns tail logits.
+"""Token sequences: examples encoded once per process, and forward passes that project only needed positions.
 
-Left padding puts every sequence's continuation at the end, so only the last ``keep`` positions need
-the vocabulary projection (``logits_to_keep``): on a 135M model with a 49k vocabulary that is a fifth of
-the compute. Position ids are counted from each sequence's first real token, so padding changes nothing.
+Rows are left-padded, so every sequence's continuation sits at the end and ``logits_to_keep`` cuts the
+hidden states to that tail; a hook on the LM head then keeps only the positions whose logits are used
+(on a 135M model with a 49k vocabulary the head is a fifth of the forward's compute). Position ids count
+from each sequence's first real token, so padding changes nothing.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
 
 from .task import Example
+
+_CACHE_SIZE = 64  # encoded splits kept per process: a search touches a handful (train, validation, test)
+_ENCODED: OrderedDict[tuple[int, int, tuple[Example, ...]], tuple[Any, tuple[EncodedExample, ...]]] = OrderedDict()
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,23 @@ def encode(tokenizer: Any, examples: Sequence[Example], *, max_length: int) -> l
 
     A prompt too long for ``max_length`` with its longest choice loses its *first* tokens (the end holds
     the question's template). Raises ValueError when a choice is empty or alone exceeds ``max_length``.
+    Results are cached per process, keyed by the tokenizer object, ``max_length`` and the examples' content,
+    so every trial of a search reuses one encoding of each split.
     """
+    examples = tuple(examples)
+    key = (id(tokenizer), max_length, examples)
+    hit = _ENCODED.get(key)
+    if hit is not None and hit[0] is tokenizer:
+        _ENCODED.move_to_end(key)
+        return list(hit[1])
+    encoded = _encode(tokenizer, examples, max_length=max_length)
+    _ENCODED[key] = (tokenizer, tuple(encoded))
+    if len(_ENCODED) > _CACHE_SIZE:
+        _ENCODED.popitem(last=False)
+    return encoded
+
+
+def _encode(tokenizer: Any, examples: tuple[Example, ...], *, max_length: int) -> list[EncodedExample]:
     if not examples:
         return []
     prompts = tokenizer([e.prompt for e in examples])["input_ids"]
@@ -63,34 +85,71 @@ def _takes_logits_to_keep(model_type: type) -> bool:
     return "logits_to_keep" in inspect.signature(model_type.forward).parameters
 
 
-def tail_logits(model: nn.Module, sequences: Sequence[Sequence[int]], keep: int, *, pad_id: int,
-                device: torch.device) -> torch.Tensor:
-    """Float32 logits ``(rows, keep, vocab)`` at the last ``keep`` positions of left-padded sequences."""
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, real)``: sequences right-aligned in a ``(rows, length)`` long tensor, and the bool real-token mask."""
     length = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    real = torch.zeros((len(sequences), length), dtype=torch.bool)
     for i, seq in enumerate(sequences):
         ids[i, length - len(seq):] = torch.tensor(seq, dtype=torch.long)
-        mask[i, length - len(seq):] = 1
-    inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device),
-              "position_ids": (mask.cumsum(-1) - 1).clamp(min=0).to(device)}
+        real[i, length - len(seq):] = True
+    return ids, real
+
+
+@contextmanager
+def _head_sees_only(model: nn.Module, select: torch.Tensor) -> Iterator[bool]:
+    """While active, the LM head projects only the ``select``ed positions (flattened, row-major).
+
+    Yields False when the model has no separate output head; the caller then indexes the full logits.
+    """
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None:
+        yield False
+        return
+
+    def keep_selected(_module: nn.Module, args: tuple) -> tuple:
+        hidden = args[0]
+        return (hidden[select[:, -hidden.shape[1]:].to(hidden.device)],) + tuple(args[1:])
+
+    handle = head.register_forward_pre_hook(keep_selected)
+    try:
+        yield True
+    finally:
+        handle.remove()
+
+
+def selected_logits(model: nn.Module, ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                    select: torch.Tensor, *, device: torch.device) -> torch.Tensor:
+    """Float32 logits ``(n_selected, vocab)`` at ``select``'s True positions of ``(rows, length)`` inputs.
+
+    ``attention_mask`` is the 2D real-token mask or a prepared 4D additive mask ``(rows, 1, length, length)``.
+    Selected positions must all lie in the rows' tail (they do for left-padded continuations).
+    """
+    first = int(select.any(0).int().argmax())
+    inputs = {"input_ids": ids.to(device), "attention_mask": attention_mask.to(device),
+              "position_ids": position_ids.to(device), "use_cache": False}
     if _takes_logits_to_keep(type(model)):
-        inputs["logits_to_keep"] = keep
-    with autocast(device):
+        inputs["logits_to_keep"] = ids.shape[1] - first
+    with _head_sees_only(model, select) as hooked, autocast(device):
         logits = model(**inputs).logits
-    return logits[:, -keep:].float()
+    if not hooked:
+        logits = logits[select[:, -logits.shape[1]:].to(logits.device)]
+    return logits.float()
 
 
 def answer_loss(model: nn.Module, batch: Sequence[EncodedExample], *, pad_id: int,
                 device: torch.device) -> tuple[torch.Tensor, int]:
     """Mean next-token loss over the correct choices' tokens (the prompt is context, not target)."""
-    answers = [e.choices[e.answer] for e in batch]
-    keep = max(len(a) for a in answers) + 1
-    logits = tail_logits(model, [e.sequence(e.answer) for e in batch], keep, pad_id=pad_id, device=device)
-    # Position keep-1-len(a)+i predicts answer token i: targets right-aligned, the rest ignored.
-    targets = torch.full((len(batch), keep - 1), -100, dtype=torch.long)
-    for i, a in enumerate(answers):
-        targets[i, keep - 1 - len(a):] = torch.tensor(a, dtype=torch.long)
-    loss = nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
-                                       targets.reshape(-1).to(device), ignore_index=-100)
-    return loss, sum(len(e.sequence(e.answer)) for e in batch)
+    ids, real = left_pad([e.sequence(e.answer) for e in batch], pad_id)
+    length = ids.shape[1]
+    # Position length-1-len(a)+i predicts answer token i: only those positions reach the LM head.
+    select = torch.zeros_like(real)
+    targets = []
+    for i, e in enumerate(batch):
+        answer = e.choices[e.answer]
+        select[i, length - 1 - len(answer):length - 1] = True
+        targets.extend(answer)
+    positions = (real.long().cumsum(-1) - 1).clamp(min=0)
+    logits = selected_logits(model, ids, real.long(), positions, select, device=device)
+    loss = nn.functional.cross_entropy(logits, torch.tensor(targets, dtype=torch.long, device=logits.device))
+    return loss, int(real.sum())

@@ -1,5 +1,6 @@
 """The short fine-tune: AdamW over the adapters (own lr for routers), LM loss on the answer tokens
-plus the routers' weighted load-balancing loss, gradient accumulation and clipping, seeded data order.
+plus the routers' weighted load-balancing loss, gradient accumulation and clipping, seeded data order
+in length-grouped batches (little padding).
 """
 
 from __future__ import annotations
@@ -48,15 +49,27 @@ def optimizer_groups(model: nn.Module, fidelity: Fidelity) -> list[dict]:
     return groups
 
 
-def _batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
-    """Endless seeded batches of indices: a fresh permutation each epoch, batches may span two epochs."""
+GROUP_BATCHES = 8  # batches per length group: sorting within 8 batches' worth of examples keeps mixing
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, seed: int) -> Iterator[list[int]]:
+    """Endless seeded batches of indices whose examples have similar lengths (little padding).
+
+    Each epoch is a fresh permutation cut into groups of ``GROUP_BATCHES * batch_size``; a group is sorted
+    by length and cut into batches, and the epoch's batches are shuffled (HF's ``LengthGroupedSampler``
+    idea). Every index appears exactly once per epoch; only an epoch's last group may leave one batch
+    smaller than ``batch_size``.
+    """
     generator = torch.Generator().manual_seed(seed)
-    stream: list[int] = []
+    group = GROUP_BATCHES * batch_size
     while True:
-        while len(stream) < batch_size:
-            stream.extend(torch.randperm(n, generator=generator).tolist())
-        yield stream[:batch_size]
-        stream = stream[batch_size:]
+        order = torch.randperm(len(lengths), generator=generator).tolist()
+        batches = []
+        for g in range(0, len(order), group):
+            members = sorted(order[g:g + group], key=lambda i: lengths[i])  # stable: ties keep the seeded order
+            batches += [members[b:b + batch_size] for b in range(0, len(members), batch_size)]
+        for b in torch.randperm(len(batches), generator=generator).tolist():
+            yield batches[b]
 
 
 def train(model: nn.Module, examples: Sequence[EncodedExample], fidelity: Fidelity, *, seed: int, pad_id: int,
@@ -70,7 +83,7 @@ def train(model: nn.Module, examples: Sequence[EncodedExample], fidelity: Fideli
         raise ValueError("train needs at least one example")
     optimizer = torch.optim.AdamW(optimizer_groups(model, fidelity), weight_decay=fidelity.weight_decay)
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    batches = _batches(len(examples), fidelity.batch_size, seed)
+    batches = length_batches([len(e.sequence(e.answer)) for e in examples], fidelity.batch_size, seed)
     seconds, tokens, recent = 0.0, 0, []
     model.train()
     for step in range(1, fidelity.steps + 1):
