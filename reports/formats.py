@@ -139,7 +139,12 @@ def _router_key(spec: LayerSpec) -> tuple:
 
 def _describe(spec: LayerSpec) -> str:
     ranks = f"rank {spec.ranks[0]}" if len(set(spec.ranks)) == 1 else f"ranks {spec.ranks}"
-    return f"{spec.n_experts} expert(s) of {ranks}, router {'-'.join(map(str, _router_key(spec)))}"
+    return f"{spec.n_experts} expert(s) of {ranks}" + ("" if spec.n_experts == 1 else
+                                                       f" (router {config_cells(_one(spec))['routers']})")
+
+
+def _one(spec: LayerSpec) -> MoLoRAConfig:
+    return MoLoRAConfig(layers=(spec,))
 
 
 def homogeneous_layer(config: MoLoRAConfig, fmt: str) -> LayerSpec:
@@ -153,7 +158,7 @@ def homogeneous_layer(config: MoLoRAConfig, fmt: str) -> LayerSpec:
         if len(set(spec.ranks)) != 1:
             raise StudyError(f"layer {i} has unequal expert ranks {spec.ranks}; {hint}")
         if (spec.n_experts, spec.ranks[0], _router_key(spec)) != (first.n_experts, first.ranks[0], _router_key(first)):
-            raise StudyError(f"layer {i} has {_describe(spec)}, layer 0 {_describe(first)}; {hint}")
+            raise StudyError(f"layer {i} has {_describe(spec)}, layer 0 has {_describe(first)}; {hint}")
     return first
 
 
@@ -180,7 +185,7 @@ def collapse(config: MoLoRAConfig, fmt: str) -> tuple[MoLoRAConfig, str]:
         extra = {"lora_alpha": float(round(config.lora_alpha))}
     spec = LayerSpec(ranks=(rank,) * n, router=router)
     new = replace(config, layers=(spec,) * config.n_layers, **extra)
-    was = config_cells(config)
+    was = config_cells(config, grouped=True)
     changes = [f"every layer now {_describe(spec)}", f"was experts {was['experts']}, ranks {was['ranks']}, "
                f"routers {was['routers']}"]
     changes += [f"{k} {getattr(config, k)} -> {v}" for k, v in extra.items() if getattr(config, k) != v]

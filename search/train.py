@@ -22,7 +22,7 @@ import torch
 from rich.console import Console
 
 from hilo_core import load_adapters, save_adapters
-from hilo_core.cli import OneLineParser, print_error
+from hilo_core.cli import OneLineParser, print_error, quiet_hub_logs
 from objectives import Fidelity, TaskDataError, TrialFailed, base_model, evaluate, get_task
 
 ADAPTERS = "adapters"
@@ -161,6 +161,7 @@ def verify(folder: Path, model_name: str, task, fidelity: Fidelity, ids: torch.T
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    quiet_hub_logs()  # our own progress lines; HF's bars would split one-line errors
     console = Console(soft_wrap=True)
     try:
         report = train_trial(args, console)

@@ -26,7 +26,7 @@ def test_train_reproduces_the_trial_saves_and_reloads(study, tiny_model_dir, cap
     out = study / "trained"
     assert main(["--study", "t", "--out-root", str(study), "--trial", "best", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "best: highest validation accuracy" in printed and "step 4/4: validation accuracy" in printed
+    assert ": best: " in printed and "step 4/4: validation accuracy" in printed
     report = json.loads((out / "train.json").read_text())
     assert report["metrics"]["accuracy"] == report["trial_metrics"]["accuracy"]  # the search's own result, again
     assert report["reload"]["same_test_accuracy"] and report["reload"]["max_logit_difference"] <= 1e-5
