@@ -59,14 +59,15 @@ def choose(study: optuna.Study, *, top: int, rules: int, alpha: float = 0.05) ->
     return picks
 
 
-def queue(confirm: optuna.Study, picks: Sequence[Pick], *, seeds: int, base_seed: int) -> int:
+def queue(confirm: optuna.Study, picks: Sequence[Pick], *, seeds: int, base_seed: int,
+          seed_offset: int = SEED_OFFSET) -> int:
     """Queue the (config, seed) runs not yet finished or queued; returns how many were added."""
     have = {(t.user_attrs.get("config"), t.user_attrs.get("train_seed")) for t in confirm.get_trials(deepcopy=False)
             if t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)}
     added = 0
     for p in picks:
         for i in range(seeds):
-            seed = base_seed + SEED_OFFSET + i
+            seed = base_seed + seed_offset + i
             if (p.config, seed) in have:
                 continue
             confirm.enqueue_trial({}, user_attrs={"config": p.config, "train_seed": seed, "role": p.role,

@@ -72,7 +72,7 @@ def run_search(args: argparse.Namespace, objectives: tuple[str, ...], *, console
         run_with_optuna(study, ctx, args, console)
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     console.print(front_table(study, objectives, alpha=args.alpha))
-    if args.confirm and done and not args.no_report:  # helper workers (--no-report) leave it to the main run
+    if args.confirm and done:
         from .confirm import confirm
 
         confirm(study, location.storage, top=args.confirm, seeds=args.confirm_seeds, rules=args.confirm_rules,

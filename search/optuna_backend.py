@@ -43,10 +43,10 @@ def run_with_optuna(study: optuna.Study, ctx: TrialContext, args: argparse.Names
 
 
 def spawn_worker(args: argparse.Namespace, study_name: str) -> subprocess.Popen:
-    """Another process running trials of the same study (same storage), without seeds or report."""
+    """Another process running trials of the same study (same storage), without seeds, confirmation or report."""
     argv = [a for a in args.argv if a not in ("--resume", "--no-report")]
     argv = _drop_option(_drop_option(argv, "--workers"), "--study")
-    argv += ["--workers", "1", "--resume", "--no-report", "--study", study_name]
+    argv += ["--workers", "1", "--resume", "--no-report", "--confirm", "0", "--study", study_name]  # the main run confirms
     return subprocess.Popen([sys.executable, "-m", "search.run", *argv], stdout=subprocess.DEVNULL)
 
 
