@@ -118,6 +118,8 @@ def to_mola(config: MoLoRAConfig, settings: TrainSettings, *, name: str) -> str:
     balance = " \\\n  --obalance" if settings.aux_weight > 0 else ""  # MoLA's switch for its balance loss
     return (f"# {name}: {config.n_layers} layers for GCYZSL/MoLA (AlphaLoRA's scripts take the same flags).\n"
             "# Run from a MoLA checkout. MoLA stores no lists in its checkpoint: evaluate with the same ones.\n"
+            "# Its scripts load LlamaForCausalLM_d and LlamaTokenizer: a Llama-architecture base (for a base\n"
+            "# without a sentencepiece tokenizer, e.g. SmolLM2, use AutoTokenizer in their two scripts).\n"
             "DATA=./data.hf    # your training set: a datasets folder with instruction/input/output columns\n"
             "TEST=./test.json  # your test set in MoLA's evaluation format\n"
             + command("mola_training.py", train, balance) + command("evaluation_scienceqa.py", evaluate))
