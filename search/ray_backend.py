@@ -225,7 +225,7 @@ def lost_reason(where: dict | None, error: str) -> str:
 
     node = where[STARTED_KEY]
     dead = any(n["NodeID"] == node and not n.get("Alive") for n in ray.nodes())
-    state = "the node died" if dead else "the node is still up"
+    state = "Ray marked the node dead" if dead else "Ray has not yet marked the node dead"
     return (f"lost the Ray worker {where['node_ip']}:{where['pid']} on node {where['node_ip']}"
             f" ({node[:8]}; {state}): {error}")
 

@@ -25,6 +25,10 @@ HEARTBEAT_SECONDS = 5
 GRACE_SECONDS = 3 * HEARTBEAT_SECONDS  # a trial whose heartbeat is older than this belongs to a dead process
 STALE_REASON = (f"interrupted: its process stopped (killed, crashed or lost) during the trial; no heartbeat"
                 f" for {GRACE_SECONDS} s")
+# A claimed trial that no worker started (no ``worker`` attribute): a Ray driver stages trials before
+# they get a worker, and a driver lost meanwhile leaves them claimed.
+UNSTARTED_REASON = (f"interrupted before it started: the process that claimed it stopped (killed, crashed or"
+                    f" lost) before a worker took it; no heartbeat for {GRACE_SECONDS} s")
 SETUP_ATTR = "setup"  # study attribute: "pending" while its creator queues seeds and budget, then "done"
 SETUP_WAIT_SECONDS = 60.0  # a creator that has not finished the set-up by then is taken to have stopped
 SCHEMA_RACE_RETRIES = 5
@@ -205,15 +209,17 @@ def fail_interrupted(study: optuna.Study) -> list[int]:
     so the reason is written first.
     """
     storage = study._storage
-    numbers = {t._trial_id: t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    running = {t._trial_id: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     failed = []
-    for trial_id in storage._get_stale_trial_ids(study._study_id) if numbers else ():
+    for trial_id in storage._get_stale_trial_ids(study._study_id) if running else ():
+        trial = running.get(trial_id) or storage.get_trial(trial_id)
         try:
-            storage.set_trial_user_attr(trial_id, "failure", STALE_REASON)
+            storage.set_trial_user_attr(trial_id, "failure",
+                                        STALE_REASON if "worker" in trial.user_attrs else UNSTARTED_REASON)
             storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process failed (or its own worker finished) it first
-        failed.append(numbers[trial_id] if trial_id in numbers else storage.get_trial(trial_id).number)
+        failed.append(trial.number)
     return sorted(failed)
 
 

@@ -169,3 +169,15 @@ def test_hung_ray_trial_is_ended_by_the_trial_timeout(cluster, task_file, tiny_m
     hung = trials[stopped[0]]
     assert hung.state == TrialState.FAIL and hung.user_attrs["failure"] == timeout_reason(limit)
     assert all(t.state == TrialState.COMPLETE for t in trials if t.number != stopped[0])
+
+
+@pytest.mark.slow
+def test_a_trial_no_node_can_hold_is_refused_before_the_study(cluster, task_file, tiny_model_dir, tmp_path):
+    """GPUs per trial come from the cluster's nodes (these have none), not from the driver's machine."""
+    rc, _, err = run_driver(*search_args(task_file, tiny_model_dir, tmp_path, "--budget", 2, "--backend", "ray",
+                                         "--ray-address", cluster.address, "--gpus-per-trial", "0.5"))
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2 and len(lines) == 1, err[-3000:]
+    assert lines[0].startswith("search.run: --cpus-per-trial 1 / --gpus-per-trial 0.5: no node of the Ray cluster"
+                               " can hold one trial (alive nodes: 1 CPU/0 GPU, 1 CPU/0 GPU)"), lines
+    assert not (tmp_path / "s" / "study.db").exists()
