@@ -9,10 +9,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def search_args(task_file, model_dir, out_root, *extra, study="s", fidelity=3):
-    """search.run arguments for a cheap search of the tiny model (mola: 4 seeds, 8 experts max)."""
+    """search.run arguments for a cheap search of the tiny model (mola: 4 seeds, 8 experts max), each seed
+    rule trained once (``--seed-repeats 1``: the budgets here are small; tests/search covers repeats)."""
     return ["--space", "mola", "--task", str(task_file), "--model", str(model_dir), "--study", study,
             "--out-root", str(out_root), "--fidelity", str(fidelity), "--batch-size", "4",
-            "--eval-examples", "8", "--no-report", *extra]
+            "--eval-examples", "8", "--no-report", "--seed-repeats", "1", *extra]
 
 
 def cli(module, *args, **popen):

@@ -13,6 +13,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from objectives.records import stored_records
+
 from search.run import main
 from search.study import STALE_REASON
 
@@ -72,6 +74,8 @@ def test_two_kills_mid_trial_then_resume_reaches_budget(task_file, tiny_model_di
     for n, old in before.items():  # finished before a kill: still there, unchanged
         assert trials[n].state == TrialState.COMPLETE and trials[n].values == old.values
         assert trials[n].user_attrs["config"] == old.user_attrs["config"]
+        assert trials[n].user_attrs["val_records"] == old.user_attrs["val_records"]  # per-question records too
+    assert all(stored_records(t.user_attrs) is not None for t in trials if t.state == TrialState.COMPLETE)
     for n in killed:
         assert trials[n].state == TrialState.FAIL and trials[n].user_attrs["failure"] == STALE_REASON
         assert "config" in trials[n].user_attrs  # killed while training: what it trained is known

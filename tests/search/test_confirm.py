@@ -22,7 +22,7 @@ def _snapshot(study):
 @pytest.mark.slow
 def test_confirmation_adds_exactly_k_by_n_runs_and_leaves_the_search_alone(task_file, tiny_model_dir, tmp_path):
     out = tmp_path / "out"
-    argv = search_args(task_file, tiny_model_dir, out, "--budget", "7", "--seed-repeats", "1", "--sampler", "random")
+    argv = search_args(task_file, tiny_model_dir, out, "--budget", "7", "--sampler", "random")
     assert run_main(argv) == 0
     url = f"sqlite:///{out}/s/study.db"
     study = optuna.load_study(study_name="s", storage=url)

@@ -67,3 +67,26 @@ def test_ray_backend_follows_the_same_replicate_rule(task_file, tiny_model_dir, 
         rr, oo = stored_records(r.user_attrs), stored_records(o.user_attrs)
         assert rr.fingerprint == oo.fingerprint and rr.correct.tolist() == oo.correct.tolist()
         assert rr.gold_prob.tolist() == pytest.approx(oo.gold_prob.tolist(), rel=1e-5)
+
+
+def test_seed_rules_are_trained_with_two_seeds_and_give_the_seed_variance(task_file, tiny_model_dir, tmp_path):
+    """--seed-repeats 2: every seed rule twice (all once first), the second copy with the next seed; the study's
+    pooled seed variance is then known, from exactly those pairs (a float64 loop recomputes it)."""
+    import numpy as np
+
+    from objectives.front import search_front
+    from search_cli import search_args
+
+    out = tmp_path / "out"
+    assert main(search_args(task_file, tiny_model_dir, out, "--budget", "10", "--seed-repeats", "2")) == 0
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{out}/s/study.db")
+    trials = study.get_trials()
+    names = [t.user_attrs["seed_name"] for t in trials]
+    assert names[:5] == names[5:] and len(set(names)) == 5  # mola's four patterns and alphalora
+    assert [t.user_attrs["train_seed"] for t in trials] == [0] * 5 + [1] * 5
+    assert [t.user_attrs.get("replicate_of") for t in trials[5:]] == [0, 1, 2, 3, 4]
+    sf = search_front(trials, study.metric_names)
+    accs = [[stored_records(t.user_attrs).accuracy for t in (trials[i], trials[i + 5])] for i in range(5)]
+    expected = sum((a - (a + b) / 2) ** 2 + (b - (a + b) / 2) ** 2 for a, b in accs) / 5
+    assert sf.seed_variance.df == 5 and sf.seed_variance.variance == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    assert all(c.values.shape[0] == 2 for c in sf.candidates) and np.isfinite(sf.seed_variance.variance)
