@@ -1,7 +1,8 @@
 """hilo_core.hf_trainer with the real transformers.Trainer and TRL's SFTTrainer on a tiny Llama.
 
-The loss falls, the aux loss is in the logs and in the loss (checked against cross-entropy plus the routers'
-own losses), and a checkpoint's hilo adapters reload on a fresh base model to the same logits.
+The loss falls, the aux loss is in the logs and in the loss (checked against cross-entropy computed here plus
+the routers' own losses, with and without gradient accumulation), and a checkpoint's hilo adapters reload on a
+fresh base model to the same logits.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
 from hilo_core import LayerSpec, MoLoRAConfig, RouterSpec, inject, load_adapters, molora_modules
-from hilo_core.hf_trainer import MoLoRACallback, checkpoint_adapters
+from hilo_core.hf_trainer import MoLoRACallback, checkpoint_adapters, with_molora
 from tiny_models import COLOURS, THINGS
 
 CONFIG = MoLoRAConfig(layers=(
@@ -55,8 +56,8 @@ def test_trainer_trains_logs_aux_loss_and_checkpoints_reload(tiny_model_dir, tmp
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model, rows = injected(tiny_model_dir), token_rows(tokenizer)
     before = cross_entropy(model, rows)
-    trainer = Trainer(model=model, args=TrainingArguments(**training_args(tmp_path, 40)), train_dataset=rows,
-                      callbacks=[MoLoRACallback(aux_weight=0.01)])
+    trainer = with_molora(Trainer)(model=model, args=TrainingArguments(**training_args(tmp_path, 40)),
+                                   train_dataset=rows, aux_weight=0.01)
     trainer.train()
     assert cross_entropy(model, rows) < before - 0.5  # loss falls (about 4.48 -> 3.72)
     logged = [h for h in trainer.state.log_history if "loss" in h and "train_runtime" not in h]
@@ -73,20 +74,27 @@ def test_trainer_trains_logs_aux_loss_and_checkpoints_reload(tiny_model_dir, tmp
 def test_the_training_loss_is_cross_entropy_plus_weighted_aux(tiny_model_dir, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = injected(tiny_model_dir).train()
-    callback = MoLoRACallback(aux_weight=0.5)
-    callback.on_train_begin(None, None, None, model=model)
+    trainer = with_molora(Trainer)(model=model, args=TrainingArguments(**training_args(tmp_path, 1)), aux_weight=0.5)
+    trainer.molora.on_train_begin(None, None, None, model=model)
     batch = token_rows(tokenizer)[:4]
-    ids, labels = torch.tensor(batch["input_ids"]), torch.tensor(batch["labels"])
-    out = model(input_ids=ids, labels=labels)
-    cross_entropy = F.cross_entropy(out.logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
+    inputs = {"input_ids": torch.tensor(batch["input_ids"]), "labels": torch.tensor(batch["labels"])}
+    loss = trainer.compute_loss(model, dict(inputs))
+    logits = model(**inputs).logits
+    targets = inputs["labels"][:, 1:].flatten()
+    ce_sum = F.cross_entropy(logits[:, :-1].flatten(0, 1), targets, ignore_index=-100, reduction="sum")
     routers = sum(m.aux_loss for _, m in molora_modules(model) if not m.disabled)
     assert float(routers.detach()) > 0
-    torch.testing.assert_close(out.loss, cross_entropy + 0.5 * routers)
+    n_tokens = int((targets != -100).sum())
+    torch.testing.assert_close(loss, ce_sum / n_tokens + 0.5 * routers)
+    # gradient accumulation over 4 micro-batches with the loss normalised over all of them (num_items_in_batch):
+    # Trainer does not divide such a loss, so the aux term is averaged here
+    trainer.current_gradient_accumulation_steps = 4
+    loss = trainer.compute_loss(model, dict(inputs), num_items_in_batch=torch.tensor(4 * n_tokens))
+    torch.testing.assert_close(loss, ce_sum / (4 * n_tokens) + 0.5 * routers / 4)
     model.eval()
-    torch.testing.assert_close(model(input_ids=ids, labels=labels).loss, cross_entropy)  # no aux when evaluating
-    callback.on_train_end(None, None, None)
-    model.train()
-    torch.testing.assert_close(model(input_ids=ids, labels=labels).loss, cross_entropy)  # hook removed
+    with torch.no_grad():
+        torch.testing.assert_close(trainer.compute_loss(model, dict(inputs)), ce_sum / n_tokens)  # evaluation: no aux
+    trainer.molora.on_train_end(None, None, None)
 
 
 def test_callback_refuses_a_model_without_adapters(tiny_model_dir):
@@ -94,7 +102,7 @@ def test_callback_refuses_a_model_without_adapters(tiny_model_dir):
     with pytest.raises(ValueError, match="call hilo_core.inject"):
         MoLoRACallback().on_train_begin(None, None, None, model=bare)
     with pytest.raises(ValueError, match="aux_weight must be a finite number >= 0, got -1"):
-        MoLoRACallback(aux_weight=-1)
+        with_molora(Trainer)(model=bare, aux_weight=-1)
 
 
 def test_trl_sft_trainer(tiny_model_dir, tmp_path):
@@ -103,9 +111,17 @@ def test_trl_sft_trainer(tiny_model_dir, tmp_path):
     model, rows = injected(tiny_model_dir), token_rows(tokenizer)
     before = cross_entropy(model, rows)
     config = trl.SFTConfig(**training_args(tmp_path, 20) | {"logging_steps": 5}, max_length=16, dataset_text_field="text")
-    trainer = trl.SFTTrainer(model=model, args=config, processing_class=tokenizer,
-                             train_dataset=Dataset.from_list([{"text": s} for s in SENTENCES]),
-                             callbacks=[MoLoRACallback(aux_weight=0.01)])
+    trainer = with_molora(trl.SFTTrainer)(model=model, args=config, processing_class=tokenizer, aux_weight=0.01,
+                                          train_dataset=Dataset.from_list([{"text": s} for s in SENTENCES]))
+    # TRL computes its loss from its fused LM head, not from the model's loss: the aux term must still be in it
+    inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    trainer.molora.on_train_begin(None, None, None, model=model.train())
+    with_aux = trainer.compute_loss(model, dict(inputs))
+    routers = sum(m.aux_loss for _, m in molora_modules(model) if not m.disabled)
+    trainer.aux_weight = 0.0
+    torch.testing.assert_close(with_aux - trainer.compute_loss(model, dict(inputs)), 0.01 * routers)
+    trainer.molora.on_train_end(None, None, None)
+    trainer.aux_weight = 0.01
     trainer.train()
     assert cross_entropy(model, rows) < before - 0.3
     logged = [h for h in trainer.state.log_history if "loss" in h and "train_runtime" not in h]
