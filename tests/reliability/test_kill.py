@@ -82,7 +82,7 @@ def test_two_kills_mid_trial_then_resume_reaches_budget(task_file, tiny_model_di
     failed = [t.number for t in trials if t.state == TrialState.FAIL]
     assert sorted(failed) == sorted(killed)
     seeds = [t.user_attrs["seed_name"] for t in trials if "seed_name" in t.user_attrs]
-    assert len(seeds) == len(set(seeds)) == 4  # no seed queued or run twice across three runs
+    assert len(seeds) == len(set(seeds)) >= 4  # no seed queued or run twice across three runs
 
 
 @pytest.mark.slow
