@@ -12,7 +12,8 @@ from rich.table import Table
 
 from hilo_core import MoLoRAConfig
 from objectives.front import search_front
-from objectives.paired import mean_interval
+from objectives.paired import mean_interval, wilson_interval
+from objectives.records import stored_records
 
 FORMATS = {"accuracy": "{:.3f}", "score": "{:.4f}", "loss": "{:.4f}", "trainable": "{:,.0f}", "active": "{:,.0f}"}
 
@@ -46,6 +47,10 @@ class SearchProgress:
         seconds = trial.user_attrs.get("seconds", 0.0)
         if trial.state == TrialState.COMPLETE:
             outcome = format_values(self.objectives, trial.values)
+            records = stored_records(trial.user_attrs)
+            if records is not None:
+                lo, hi = wilson_interval(int(records.correct.sum()), len(records))
+                outcome += f"  [dim](this run: accuracy {records.accuracy:.3f} [{lo:.3f}, {hi:.3f}], n={len(records)})[/]"
             if "replicate_of" in trial.user_attrs:
                 outcome += (f"  [dim](replicate of trial {trial.user_attrs['replicate_of']}, training seed "
                             f"{trial.user_attrs.get('train_seed')}; value = mean over its seeds)[/]")
