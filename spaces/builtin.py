@@ -1,4 +1,4 @@
-"""The built-in spaces by name (DESIGN.md, spaces) and the AlphaLoRA space.
+"""The built-in spaces by name (docs/architecture.md, spaces) and the AlphaLoRA space.
 
 ``uniform``: one (N, r) for all layers. ``mola``: experts per quarter from {2,4,5,6,8}, rank 8, top-2.
 ``alphalora``: T and beta of the AlphaLoRA allocation, and the rank. ``hilo``: G groups (4) with expert
@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 from hilo_core.config import LLAMA_TARGETS, MoLoRAConfig
 from hilo_core.proxies import alphalora_allocation
+from hilo_core.proxies.allocation import ROUNDINGS
 
 from .grids import int_grid, positive_grid, router_grids
 from .grouped import GroupedSpace
@@ -32,7 +33,7 @@ GROUPED_OPTIONS = ("groups", "n_experts", "rank", "rank_ladder", "routers", "mon
 OPTIONS = {
     "uniform": tuple(o for o in GROUPED_OPTIONS if o != "groups"),
     "mola": GROUPED_OPTIONS,
-    "alphalora": ("total_experts", "beta", "rank", "routers"),
+    "alphalora": ("total_experts", "beta", "rank", "routers", "rounding"),
     "hilo": GROUPED_OPTIONS,
     "free": tuple(o for o in GROUPED_OPTIONS if o != "groups"),
 }
@@ -45,6 +46,7 @@ class AlphaLoRASpace(Space):
         total_experts: grid of T; default 2..6 experts per layer on average.
         beta: grid of the allocation exponent; rank: grid of the (shared) expert rank.
         routers: as in ``GroupedSpace``; default top-2 (top-1 where a layer has one expert).
+        rounding: ``"released"`` (AlphaLoRA's code, default) or ``"nearest"`` (hilo's; ``alphalora_allocation``).
     """
 
     def __init__(
@@ -56,9 +58,13 @@ class AlphaLoRASpace(Space):
         beta: Any = BETA_GRID,
         rank: Any = ALPHA_RANK_GRID,
         routers: Any = None,
+        rounding: str = "released",
         target_modules: tuple[str, ...] = LLAMA_TARGETS,
         name: str = "alphalora",
     ) -> None:
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"rounding: must be one of {list(ROUNDINGS)}, got {rounding!r}")
+        self.rounding = rounding
         self.name = name
         self.layer_alphas = check_layers(n_layers, layer_alphas)
         if self.layer_alphas is None:
@@ -78,7 +84,7 @@ class AlphaLoRASpace(Space):
         beta = suggest_choice(trial, ALPHA_BETA, self.beta)
         rank = suggest_choice(trial, ALPHA_RANK, self.rank)
         router = suggest_router(trial, self.routers)
-        experts = alphalora_allocation(self.layer_alphas, total, beta)
+        experts = alphalora_allocation(self.layer_alphas, total, beta, rounding=self.rounding)
         return MoLoRAConfig(layers=tuple(layer_spec(n, rank, 1, router) for n in experts),
                             target_modules=self.target_modules)
 
@@ -86,8 +92,8 @@ class AlphaLoRASpace(Space):
         ranks = {r for spec in config.layers for r in spec.ranks}
         if config.n_layers != self.n_layers or len(ranks) != 1:
             return None
-        beta = next((b for b in self.beta if alphalora_allocation(self.layer_alphas, config.total_experts, b)
-                     == config.experts_per_layer), None)
+        beta = next((b for b in self.beta if alphalora_allocation(
+            self.layer_alphas, config.total_experts, b, rounding=self.rounding) == config.experts_per_layer), None)
         router = next((c for c in router_choices(self.routers)
                        if all(build_router(*c, s.n_experts) == s.router for s in config.layers)), None)
         parts = [encode_choice(ALPHA_TOTAL, self.total_experts, config.total_experts),
@@ -103,7 +109,8 @@ class AlphaLoRASpace(Space):
         routers = "; ".join(f"{kind} {router_param_name(kind)} {format_grid(grid)}" if grid else kind
                             for kind, grid in self.routers.items())
         return "\n".join([
-            f"{self.name}: {self.n_layers} layers, experts n_l = round(T a_l^beta / sum a^beta) from layer alphas",
+            f"{self.name}: {self.n_layers} layers, experts n_l = round(T a_l^beta / sum a^beta) from layer alphas"
+            f" ({self.rounding} rounding)",
             f"  T {format_grid(self.total_experts)}, beta {format_grid(self.beta)}, rank {format_grid(self.rank)}",
             f"  routers: {routers} (top_k clamped to each layer's experts)",
             f"  targets: {', '.join(self.target_modules)}; size: {format_size(self.size())} choices",
@@ -121,7 +128,7 @@ def get_space(
     """The built-in space ``name`` (one of ``SPACE_NAMES``) for a model; ``options`` override its grids.
 
     Options: ``uniform``/``free``: n_experts, rank, rank_ladder, routers, monotone; ``mola``/``hilo``: those
-    and ``groups`` (default 4, or n_layers when fewer); ``alphalora``: total_experts, beta, rank, routers.
+    and ``groups`` (default 4, or n_layers when fewer); ``alphalora``: total_experts, beta, rank, routers, rounding.
 
     Raises:
         ValueError: unknown name or option, or a bad option value (naming the option and what is allowed).

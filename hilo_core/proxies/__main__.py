@@ -1,6 +1,6 @@
 """``python -m hilo_core.proxies``: per-layer HT-SR alphas and the AlphaLoRA expert allocation of a model.
 
-Prints a table, and writes ``alphas.json`` and ``alphas.png`` into one output folder (STYLE.md, CLIs).
+Prints a table, and writes ``alphas.json`` and ``alphas.png`` into one output folder (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from ..cli import OneLineParser, print_error, quiet_hub_logs
 from ..config import LLAMA_TARGETS
 from ..models import DEFAULT_MODEL, load_model
 from .alphas import layer_alphas
-from .allocation import alphalora_allocation
-from .hill import XMIN_SEARCHES
+from .allocation import ROUNDINGS, alphalora_allocation
+from .hill import DEFAULT_XMIN_SEARCH, XMIN_SEARCHES
 
 # AlphaLoRA's budget: T = 160 experts for 32 layers, i.e. 5 per layer on average.
 _EXPERTS_PER_LAYER = 5
@@ -29,8 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--total-experts", type=int, default=None,
                    help=f"AlphaLoRA's T; default {_EXPERTS_PER_LAYER} x number of layers (160 for 32)")
     p.add_argument("--beta", type=float, default=2.5, help="AlphaLoRA's exponent beta")
-    p.add_argument("--xmin-search", choices=XMIN_SEARCHES, default="peak",
-                   help="xmin candidates: near the log-ESD peak (AlphaLoRA) or all eigenvalues (weightwatcher)")
+    p.add_argument("--xmin-search", choices=XMIN_SEARCHES, default=DEFAULT_XMIN_SEARCH,
+                   help="xmin candidates: fix_finger (AlphaLoRA's released code, default), peak ([0.95, 1.5] x the"
+                   " log-ESD peak, as stated) or all eigenvalues (weightwatcher)")
+    p.add_argument("--rounding", choices=ROUNDINGS, default="released",
+                   help="expert counts: released (AlphaLoRA's expert_number.py, default) or nearest (hilo's)")
     p.add_argument("--device", default="cpu", help="where the SVDs run, e.g. cuda")
     p.add_argument("--out", type=Path, default=None, help="output folder; default reports/out/proxies-<model>")
     p.add_argument("--no-cache", action="store_true", help="recompute even when a cached result exists")
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         with console.status("fitting power laws to every target linear's ESD"):
             alphas = layer_alphas(model, targets, xmin_search=args.xmin_search, cache=not args.no_cache)
         total = args.total_experts if args.total_experts is not None else _EXPERTS_PER_LAYER * len(alphas)
-        experts = alphalora_allocation(alphas.layers, total, beta=args.beta)
+        experts = alphalora_allocation(alphas.layers, total, beta=args.beta, rounding=args.rounding)
     except (OSError, ValueError) as err:
         print_error("hilo_core.proxies", err)  # one line, whatever HF said
         return 2
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(args.model).name or args.model).strip("-")
     out = args.out if args.out is not None else Path("reports") / "out" / f"proxies-{slug}"
     out.mkdir(parents=True, exist_ok=True)
-    result = {"model": args.model, "targets": list(targets), "xmin_search": args.xmin_search,
+    result = {"model": args.model, "targets": list(targets), "xmin_search": args.xmin_search, "rounding": args.rounding,
               "total_experts": total, "beta": args.beta, "experts": list(experts), **alphas.to_json()}
     (out / "alphas.json").write_text(json.dumps(result, indent=1))
     _plot(out / "alphas.png", alphas.layers, experts, f"{args.model} (T={total}, beta={args.beta})")

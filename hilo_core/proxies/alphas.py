@@ -17,7 +17,7 @@ from ..inject import find_decoder_layers
 from ..layers import MoLoRALinear, linear_shape
 from .cache import cached_json, weights_digest
 from .esd import ESD_DTYPES, esd_many
-from .hill import XMIN_SEARCHES, hill_alpha
+from .hill import DEFAULT_XMIN_SEARCH, XMIN_SEARCHES, hill_alpha
 
 @dataclass(frozen=True)
 class LayerAlphas:
@@ -84,7 +84,8 @@ def target_weights(model: nn.Module, target_modules: Sequence[str]) -> list[tupl
     return found
 
 
-def layer_alphas(model: nn.Module, target_modules: Sequence[str] = LLAMA_TARGETS, *, xmin_search: str = "peak",
+def layer_alphas(model: nn.Module, target_modules: Sequence[str] = LLAMA_TARGETS, *,
+                 xmin_search: str = DEFAULT_XMIN_SEARCH,
                  dtype: torch.dtype = torch.float32, cache: bool = True) -> LayerAlphas:
     """Mean HT-SR alpha of each layer's target linears, with every module's alpha.
 

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-XMIN_SEARCHES = ("peak", "all")
+XMIN_SEARCHES = ("fix_finger", "peak", "all")
+DEFAULT_XMIN_SEARCH = "fix_finger"  # AlphaLoRA's released expert_number.py, so its seed reproduces the paper's code
 # Eigenvalues at or below this fraction of the largest are numerical zeros of a rank-deficient
 # weight (float32 SVD resolves about 1e-14 of lambda_max); relative, so alpha stays scale-free.
 _RELATIVE_FLOOR = 1e-10
 _HIST_BINS = 100  # AlphaLoRA / weightwatcher's log10-histogram for the ESD peak
-_PEAK_WINDOW = (0.95, 1.5)  # candidates xmin in [0.95, 1.5] x the peak bin's left edge (AlphaLoRA)
+_PEAK_WINDOW = (0.95, 1.5)  # candidates xmin in [0.95, 1.5] x the peak bin's left edge (AlphaLoRA's stated window)
 _MIN_TAIL = 2
 _MAX_CELLS = 1 << 20  # (candidates x eigenvalues) per block: 8 MiB temporaries stay in cache
 
@@ -44,28 +45,45 @@ def _as_sorted_float64(eigs) -> torch.Tensor:
     return torch.sort(x).values
 
 
-def _peak_window(x: torch.Tensor) -> tuple[float, float]:
-    """``[0.95, 1.5] x`` the left edge of the fullest bin of a 100-bin histogram of ``log10(x)``."""
+def _peak_edge(x: torch.Tensor) -> tuple[float, float]:
+    """Left and right edge of the fullest bin of a 100-bin histogram of ``log10(x)``, as eigenvalues."""
     logs = torch.log10(x / x[-1]).cpu().numpy()  # relative to the max: the bins do not move with scale
     counts, edges = np.histogram(logs, bins=_HIST_BINS)
     peak = int(np.argmax(counts))
     top = x[-1].item()
-    low = _PEAK_WINDOW[0] * top * 10.0 ** edges[peak]
+    return top * 10.0 ** edges[peak], top * 10.0 ** edges[peak + 1]
+
+
+def _peak_window(x: torch.Tensor) -> tuple[float, float]:
+    """``[0.95, 1.5] x`` the left edge of the fullest bin of a 100-bin histogram of ``log10(x)``."""
+    left, right = _peak_edge(x)
     # The fullest bin always holds a candidate, even when 100 bins span more than log10(1.5) each.
-    high = max(_PEAK_WINDOW[1] * top * 10.0 ** edges[peak], top * 10.0 ** edges[peak + 1])
-    return low, high
+    return _PEAK_WINDOW[0] * left, max(_PEAK_WINDOW[1] * left, right)
 
 
-def power_law_fit(eigs, *, xmin_search: str = "peak") -> PowerLawFit:
+def _fix_finger_window(x: torch.Tensor) -> tuple[float, float]:
+    """The window of AlphaLoRA's released ``fix_finger``: eigenvalues from ``log10(0.95 xmin2)`` to ``1.5 xmin2``.
+
+    ``xmin2`` is the peak bin's left edge; the released code compares eigenvalues with the *logarithm*
+    ``log10(0.95 xmin2)`` as the lower bound, which in practice lets almost every small eigenvalue in.
+    """
+    left, _ = _peak_edge(x)
+    return math.log10(_PEAK_WINDOW[0] * left), _PEAK_WINDOW[1] * left
+
+
+def power_law_fit(eigs, *, xmin_search: str = DEFAULT_XMIN_SEARCH) -> PowerLawFit:
     """Fit ``p(lambda) ~ lambda^-alpha`` to the tail of an ESD, vectorised over all candidate xmin.
 
-    ``xmin_search="peak"`` tries the eigenvalues near the peak of the log-ESD histogram (AlphaLoRA's
-    ``xmin_peak``, which avoids fitting a few outliers); ``"all"`` tries every eigenvalue (weightwatcher's default).
+    ``xmin_search="fix_finger"`` tries the candidates AlphaLoRA's released ``expert_number.py`` tries
+    (``_fix_finger_window``); ``"peak"`` those in [0.95, 1.5] x the log-ESD histogram's peak (the window as
+    AlphaLoRA and weightwatcher's ``xmin_peak`` state it); ``"all"`` every eigenvalue (weightwatcher's default).
     """
     if xmin_search not in XMIN_SEARCHES:
         raise ValueError(f"xmin_search must be one of {XMIN_SEARCHES}, got {xmin_search!r}")
     x = _as_sorted_float64(eigs)
-    x = x[x > _RELATIVE_FLOOR * x[-1]]
+    # The released fix_finger keeps every eigenvalue (numerical zeros move its histogram's bins); only exact
+    # zeros, whose log it cannot take either, are dropped there.
+    x = x[x > (0.0 if xmin_search == "fix_finger" else _RELATIVE_FLOOR * x[-1])]
     n = x.numel()
     if n < _MIN_TAIL + 1:
         raise ValueError(f"eigs: a power-law fit needs at least {_MIN_TAIL + 1} positive eigenvalues, got {n}")
@@ -73,8 +91,8 @@ def power_law_fit(eigs, *, xmin_search: str = "peak") -> PowerLawFit:
     # suffix[i] = sum_{j>=i} ln x_j, so the MLE denominator of every candidate comes from one cumsum.
     suffix = torch.flip(torch.cumsum(torch.flip(logs, (0,)), 0), (0,))
     first, last = 0, n - _MIN_TAIL  # last candidate keeps a tail of _MIN_TAIL values
-    if xmin_search == "peak":
-        low, high = _peak_window(x)
+    if xmin_search != "all":
+        low, high = (_peak_window if xmin_search == "peak" else _fix_finger_window)(x)
         first = int(torch.searchsorted(x, torch.tensor(low, dtype=x.dtype, device=x.device)))
         last = min(last, int(torch.searchsorted(x, torch.tensor(high, dtype=x.dtype, device=x.device),
                                                 right=True)) - 1)
@@ -101,7 +119,7 @@ def power_law_fit(eigs, *, xmin_search: str = "peak") -> PowerLawFit:
     return PowerLawFit(alpha=a, xmin=x[i].item(), n_tail=n - i, ks_distance=d)
 
 
-def hill_alpha(eigs, *, xmin_search: str = "peak") -> float:
+def hill_alpha(eigs, *, xmin_search: str = DEFAULT_XMIN_SEARCH) -> float:
     """HT-SR alpha (PL_Alpha_Hill) of an ESD: the exponent of :func:`power_law_fit`.
 
     Higher alpha = lighter tail = a less trained layer, which AlphaLoRA gives more experts.

@@ -5,6 +5,7 @@ import pytest
 
 from hilo_core import config_trainable
 from hilo_core.config import MoLoRAConfig, RouterSpec
+from hilo_core.proxies import alphalora_allocation
 from spaces import SEED_NAMES, seed_config, seed_names
 from spaces.params import layer_groups
 
@@ -37,8 +38,11 @@ def test_every_seed_builds_a_valid_config(name, n_layers, alphas_for):
         if n_layers in TOTALS:
             assert config.total_experts == TOTALS[n_layers][name]
     elif name == "alphalora":
+        alphas = alphas_for(n_layers)
         assert config.total_experts == 5 * n_layers
-        assert list(config.experts_per_layer) == sorted(config.experts_per_layer)  # alphas rise with depth
+        assert config.experts_per_layer == alphalora_allocation(alphas, 5 * n_layers, 2.5, rounding="released")
+        nearest = alphalora_allocation(alphas, 5 * n_layers, 2.5, rounding="nearest")
+        assert list(nearest) == sorted(nearest)  # hilo's rounding follows the alphas, rising with depth
         for spec in config.layers:
             assert spec.ranks == (8,) * spec.n_experts
             assert spec.router.kind == "topk" and spec.router.top_k == min(2, spec.n_experts)
@@ -58,7 +62,7 @@ def test_quarters_split_like_array_split():
 
 
 def test_160_expert_seeds_match_the_papers_budget(alphas_for, llama7b_shapes):
-    """PAPERS.md: any 160-expert r=8 allocation on Llama-2-7B has about 105.6 M trainable (5.7 M routers)."""
+    """Any 160-expert r=8 allocation on Llama-2-7B has about 105.6 M trainable (5.7 M of them routers)."""
     for name in ("mola-2468", "mola-5555", "alphalora"):
         config = seed_config(name, n_layers=32, layer_alphas=alphas_for(32))
         assert config_trainable(config, llama7b_shapes) == pytest.approx(105.6e6, rel=2e-3)
@@ -79,3 +83,13 @@ def test_seed_errors_name_the_problem(alphas_for):
     assert seed_names(n_layers=3) == ("uniform",)
     assert "alphalora" not in seed_names(n_layers=32)
     assert "alphalora" in seed_names(n_layers=32, layer_alphas=alphas_for(32))
+
+
+def test_unequal_mola_totals_are_said():
+    from spaces.seeds import unequal_totals_note
+
+    note = unequal_totals_note(30)
+    assert note is not None and "\n" not in note
+    for name, total in TOTALS[30].items():
+        assert f"{name} {total}" in note
+    assert unequal_totals_note(32) is None and unequal_totals_note(24) is None and unequal_totals_note(3) is None
