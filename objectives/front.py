@@ -13,7 +13,7 @@ from typing import Any, Iterable, Protocol, Sequence
 import moocore
 import numpy as np
 
-from .paired import UNKNOWN_SEED_VARIANCE, Comparison, SeedVariance, compare, pooled_seed_variance
+from .paired import UNKNOWN_SEED_VARIANCE, SeedVariance, compare, pooled_seed_variance
 from .metrics import PARAMETER_OBJECTIVES
 from .records import SIGNALS, QuestionRecords, stored_records
 
@@ -135,11 +135,6 @@ def noise_aware_front(candidates: Sequence[Candidate], *, alpha: float = 0.05,
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     return [i for i, c in enumerate(candidates) if earns_place(c, candidates, alpha=alpha, seed_variance=seed_variance)]
-
-
-def versus(c: Candidate, o: Candidate, seed_variance: SeedVariance = UNKNOWN_SEED_VARIANCE) -> Comparison:
-    """Paired comparison of two candidates (``c`` minus ``o``)."""
-    return compare(c.values, o.values, seed_variance=seed_variance)
 
 
 @dataclass(frozen=True)

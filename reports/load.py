@@ -143,17 +143,6 @@ class StudyData:
             out[r.state] = out.get(r.state, 0) + 1
         return out
 
-    def better(self, name: str, a: float, b: float) -> bool:
-        """Whether value ``a`` of objective ``name`` is strictly better than ``b``."""
-        maximize = self.directions[self.objectives.index(name)] == "maximize"
-        return a > b if maximize else a < b
-
-    def dominates(self, a: TrialRow, b: TrialRow) -> bool:
-        """Pareto dominance on the study's objectives: no worse in all, strictly better in one."""
-        pairs = [(a.value(n), b.value(n)) for n in self.objectives]
-        return all(not self.better(n, y, x) for n, (x, y) in zip(self.objectives, pairs)) and \
-            any(self.better(n, x, y) for n, (x, y) in zip(self.objectives, pairs))
-
 
 def objective_names(study: optuna.Study) -> tuple[str, ...]:
     """The study's metric names; for a study without them, the contract's names when the count fits."""
