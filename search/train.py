@@ -1,9 +1,11 @@
-"""`python -m search.train --study S --trial best|N [--steps K] [--out DIR]`: train a study's config and keep it.
+"""`python -m search.train --study S --trial best|N|front [--steps K] [--out DIR]`: train a study's config, keep it.
 
 The chosen trial's config is fine-tuned on the study's task, model and fine-tune settings (``--steps`` sets
 the length), validation accuracy is printed along the way and the test accuracy at the end. The adapters are
 saved with ``save_adapters`` (config beside them), then loaded into a freshly loaded base model, which must
 give the same logits and the same test accuracy. Output: <out-root>/<study>/train/trial<N>/.
+``--trial front`` does this for every member of the front (the noise-aware one when the study has records):
+the search keeps no weights, and retraining with the study's settings and seed gives its trials' adapters.
 """
 
 from __future__ import annotations
@@ -38,12 +40,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
     p = OneLineParser(prog="python -m search.train", description=__doc__.split("\n")[0])
     p.add_argument("--study", required=True, help="study name, as given to search.run --study")
-    p.add_argument("--trial", default="best", help="'best' (see reports.choice.choose_trial) or a trial number")
+    p.add_argument("--trial", default="best", help="'best' (see reports.choice.choose_trial), a trial number, or"
+                   " 'front' (every front member)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the study's --fidelity)")
     p.add_argument("--seed", type=int, default=None, help="training seed (default: the study's --seed)")
     p.add_argument("--test-examples", type=int, default=0, help="test questions scored (default 0: the whole split)")
     p.add_argument("--max-trainable", type=float, default=None, help="with --trial best: a trainable-parameter cap")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default <out-root>/<study>/train/trial<N>)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default <out-root>/<study>/train/trial<N>;"
+                   " with --trial front, trial<N> folders inside it)")
     p.add_argument("--no-verify", action="store_true", help="skip reloading the saved adapters into a fresh model")
     p.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite:///<out-root>/<study>/study.db)")
     p.add_argument("--out-root", default=DEFAULT_OUT_ROOT, help=f"per-study folders (default: {DEFAULT_OUT_ROOT})")
@@ -88,28 +92,50 @@ def probe_ids(tokenizer, task, device) -> torch.Tensor:
     return tokenizer(texts, return_tensors="pt", padding=True).input_ids.to(device)
 
 
-def train_trial(args: argparse.Namespace, console: Console) -> dict:
-    """Choose, train, save and (unless ``--no-verify``) reload; returns what ``train.json`` records."""
+def front_choices(data, max_trainable: float | None) -> list:
+    """Every front member with a config (the noise-aware front when the study has one), within the cap."""
+    from reports.choice import Choice
+
+    rows = [r for r in (data.noise_front or data.front) if r.config is not None and (
+        max_trainable is None or (r.value("trainable") or 0.0) <= max_trainable)]
+    which = "noise-aware front" if data.noise_front else "front"
+    return [Choice(r, f"{which} member {i + 1} of {len(rows)} (--trial front)") for i, r in enumerate(rows)]
+
+
+def train_study(args: argparse.Namespace, console: Console) -> list[dict]:
+    """Choose the trial(s), then train, save and (unless ``--no-verify``) reload each; returns the reports."""
     from reports.choice import choose_trial
     from reports.load import StudyError, load, study_folder
 
     try:
         data = load(args.study, args.storage, args.out_root)
-        choice = choose_trial(data, args.trial, max_trainable=args.max_trainable)
+        choices = front_choices(data, args.max_trainable) if args.trial == "front" else \
+            [choose_trial(data, args.trial, max_trainable=args.max_trainable)]
     except StudyError as err:
         raise TrainInputError(str(err)) from None
-    row, attrs = choice.row, data.attrs
+    if not choices:
+        raise TrainInputError(f"study {args.study!r} has no front member with a config")
+    attrs = data.attrs
     for key in ("task", "model"):
         if key not in attrs:
             raise TrainInputError(f"study {args.study!r} records no {key!r}; it was not written by search.run")
-    console.print(f"trial {row.number}{f' ({row.seed_name})' if row.seed_name else ''}: {choice.why}")
     try:
         task = get_task(attrs["task"], seed=int(attrs.get("seed", 0)))
     except (TaskDataError, ValueError) as err:
         raise TrainInputError(f"the study's task {attrs['task']!r}: {err}") from None
     fidelity = study_fidelity(attrs, args.steps, args.test_examples, len(task.test))
+    root = args.out or study_folder(args.study, args.out_root) / "train"
+    if args.out is not None and args.trial != "front":
+        return [train_trial(args, choices[0], attrs, task, fidelity, args.out, console)]
+    return [train_trial(args, c, attrs, task, fidelity, root / f"trial{c.row.number}", console) for c in choices]
+
+
+def train_trial(args: argparse.Namespace, choice, attrs: dict, task, fidelity: Fidelity, out: Path,
+                console: Console) -> dict:
+    """Train one chosen trial, save its adapters into ``out`` and check them; returns what ``train.json`` records."""
+    row = choice.row
+    console.print(f"trial {row.number}{f' ({row.seed_name})' if row.seed_name else ''}: {choice.why}")
     seed = int(attrs.get("seed", 0)) if args.seed is None else args.seed
-    out = args.out or study_folder(args.study, args.out_root) / "train" / f"trial{row.number}"
     model, tokenizer = base_model(attrs["model"])
     device = next(model.parameters()).device
     ids = probe_ids(tokenizer, task, device)
@@ -164,17 +190,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_hub_logs()  # our own progress lines; HF's bars would split one-line errors
     console = Console(soft_wrap=True)
     try:
-        report = train_trial(args, console)
+        reports = train_study(args, console)
     except TrainInputError as err:
         print_error("search.train", err)
         return 2
     except TrialFailed as err:
         print_error("search.train", f"training failed: {err}")
         return 1
-    check = report.get("reload")
-    if check is not None and not (check["same_test_accuracy"] and check["max_logit_difference"] <= 1e-5):
-        print_error("search.train", f"the reloaded adapters differ: {check}")
-        return 1
+    for report in reports:
+        check = report.get("reload")
+        if check is not None and not (check["same_test_accuracy"] and check["max_logit_difference"] <= 1e-5):
+            print_error("search.train", f"trial {report['trial']}: the reloaded adapters differ: {check}")
+            return 1
     return 0
 
 

@@ -46,6 +46,20 @@ def test_steps_override_and_trial_number(study, capsys):
     assert "step 6/6" in capsys.readouterr().out
 
 
+def test_front_keeps_every_front_member(study):
+    from reports.load import load
+
+    data = load("t", out_root=study)
+    front = {r.number: r for r in data.noise_front or data.front}
+    out = study / "front"
+    assert main(["--study", "t", "--out-root", str(study), "--trial", "front", "--out", str(out)]) == 0
+    for number, row in front.items():
+        report = json.loads((out / f"trial{number}" / "train.json").read_text())
+        assert (out / f"trial{number}" / "adapters" / "adapters.safetensors").is_file()
+        assert report["metrics"]["accuracy"] == row.value("accuracy") and report["reload"]["same_test_accuracy"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"trial{n}" for n in front)
+
+
 def test_bad_input_is_one_line(study, capsys):
     assert main(["--study", "t", "--out-root", str(study), "--trial", "9"]) == 2
     assert main(["--study", "t", "--out-root", str(study), "--steps", "0"]) == 2
