@@ -1,7 +1,7 @@
 """Parameter accounting: trainable adapter parameters and expected active ones per token.
 
 trainable = sum over adapted linears of ``R * (d_in + d_out) + router params``;
-active = sum of ``E[sum_{i active} r_i] * (d_in + d_out) + router params`` (DESIGN.md).
+active = sum of ``E[sum_{i active} r_i] * (d_in + d_out) + router params`` (docs/architecture.md).
 """
 
 from __future__ import annotations

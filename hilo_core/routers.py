@@ -1,4 +1,4 @@
-"""Routers: per-token expert weights for a MoLoRA layer (DESIGN.md, "Routers").
+"""Routers: per-token expert weights for a MoLoRA layer (docs/architecture.md, "The MoLoRA layer").
 
 Each router maps tokens ``(tokens, d_in)`` to ``RouterOutput(weights, active, aux_loss)`` where
 ``weights`` is ``(tokens, N)`` with zeros on inactive experts and ``active`` its boolean mask.

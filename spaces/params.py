@@ -1,6 +1,6 @@
 """Flat trial-parameter names, and the one place they are suggested (decoded) and encoded.
 
-Names are stable so studies stay readable in optuna-dashboard and resumable across versions (STYLE 13).
+Names are stable so studies stay readable in optuna-dashboard and resumable across versions (docs/architecture.md).
 Every distribution is static (the same choices in every trial) so NSGA-II, TPE and GP samplers see one
 search space; monotone profiles are therefore encoded as grid steps up from the previous group.
 """

@@ -45,7 +45,7 @@ def check_targets(target_modules: Sequence[str]) -> tuple[str, ...]:
 
 
 class Space(ABC):
-    """Maps a trial to a MoLoRAConfig by choosing only (STYLE 12); names live in ``spaces.params``."""
+    """Maps a trial to a MoLoRAConfig by choosing only (docs/architecture.md); names live in ``spaces.params``."""
 
     name: str
     n_layers: int

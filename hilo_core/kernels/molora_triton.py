@@ -1,7 +1,7 @@
 """Triton kernels for the stacked MoLoRA path: gate scaling fused between two skinny GEMMs, and backward.
 
 Forward: ``h = x A^T`` in fp32 with ``s[t, j] = w[t, i(j)] * alpha / r_i(j)`` applied to h's expert
-segments in the epilogue, then ``y = (h * s) B^T`` (DESIGN.md, "hilo_core: the MoLoRA layer").
+segments in the epilogue, then ``y = (h * s) B^T`` (docs/architecture.md, "The MoLoRA layer").
 Backward with ``dhs = dy B``: ``dh = dhs * s``, ``dx = dh A``, ``dA = dh^T x``, ``dB = dy^T (h * s)`` and
 ``dw[t, i] = alpha / r_i * sum_{j in i} dhs[t, j] * h[t, j]`` (the router gradient).
 Three GEMM shapes cover all six products (ScatterMoE's layering: private ``_kernel``s, launchers, an

@@ -1,6 +1,6 @@
 """On-disk cache of proxy results: JSON files under ``cache_dir()/proxies``, keyed by weights and arguments.
 
-Proxies are computed once per model (DESIGN.md); the key hashes the weights themselves, so a fine-tuned
+Proxies are computed once per model (docs/architecture.md); the key hashes the weights themselves, so a fine-tuned
 or edited model never reuses a stale result, whatever it is called.
 """
 

@@ -150,7 +150,7 @@ def test_layer_gradcheck_through_dense_router():
 
 @torch.no_grad()
 def _route_loop(router, x):
-    """Independent per-token reading of the router rules in DESIGN.md."""
+    """Independent per-token reading of the router rules in docs/architecture.md ("Routers")."""
     p = torch.softmax(router.gate(x), dim=-1)
     out = torch.zeros_like(p)
     for t in range(x.shape[0]):
