@@ -24,15 +24,17 @@ BUDGET = 6
 
 
 def _states(db):
-    """Trial number -> state, RUNNING only once training started (its config is stored); read with
-    sqlite3 so the polling shares nothing with the search."""
+    """Trial number -> state, RUNNING only once training started (a worker took it and its config is
+    stored; a Ray driver stores the config when it stages a trial); read with sqlite3 so the polling shares
+    nothing with the search."""
     if not db.exists():
         return {}
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
             states = dict(conn.execute("SELECT number, state FROM trials"))
             training = {n for (n,) in conn.execute("SELECT t.number FROM trials t JOIN trial_user_attributes a"
-                                                    " ON a.trial_id = t.trial_id WHERE a.key = 'config'")}
+                                                    " ON a.trial_id = t.trial_id WHERE a.key IN ('config', 'worker')"
+                                                    " GROUP BY t.number HAVING COUNT(*) = 2")}
     except sqlite3.OperationalError:  # tables not made yet, or locked for a moment
         return {}
     return {n: s for n, s in states.items() if s != "RUNNING" or n in training}
