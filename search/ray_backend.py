@@ -144,12 +144,14 @@ def _classes():
             self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
             self._completed_trials.add(trial_id)
 
-        def fail(self, trial_id: str, reason: str) -> None:
+        def fail(self, trial_id: str, reason: str, seconds: float | None = None) -> None:
             """End a claimed trial FAIL with ``reason`` (once; a told trial is left as it is)."""
             ot_trial = self._ot_trials.get(trial_id)
             self.errored.discard(trial_id)
             if ot_trial is None or trial_id in self._completed_trials:
                 return
+            if seconds is not None:
+                ot_trial.set_user_attr("seconds", seconds)
             ot_trial.set_user_attr("failure", reason)
             self._ot_study.tell(ot_trial, state=TrialState.FAIL, skip_if_finished=True)
             self._completed_trials.add(trial_id)
@@ -183,9 +185,9 @@ def _classes():
             self.flush()
 
         def on_trial_error(self, iteration, trials, trial, **info) -> None:
-            _, where = self.started.pop(trial.trial_id, (0.0, None))
+            start, where = self.started.pop(trial.trial_id, (None, None))
             reason = self.timed_out.get(trial.trial_id) or lost_reason(where, _error_text(trial))
-            self.searcher.fail(trial.trial_id, reason)
+            self.searcher.fail(trial.trial_id, reason, None if start is None else time.monotonic() - start)
             self.flush()
 
         def __getstate__(self) -> dict:
