@@ -11,7 +11,6 @@ import warnings
 from pathlib import Path
 
 import optuna
-import pytest
 import torch
 
 from search_cli import ROOT, search_args
