@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -56,6 +57,7 @@ class WorkerJob:
     fidelity: Fidelity
     objectives: tuple[str, ...]
     seed: int
+    task_columns: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,8 @@ def _train(params: dict[str, Any], *, job: WorkerJob) -> None:
     tune.report({"step": 0, STARTED_KEY: where["node_id"], "worker": worker, "model_object": id(model)})
     config = MoLoRAConfig.from_json(params[CONFIG_KEY])
     try:
-        metrics = evaluate(config, get_task(job.task, seed=job.seed), job.fidelity, seed=params[SEED_KEY], model=job.model,
+        task = get_task(job.task, seed=job.seed, columns=job.task_columns)
+        metrics = evaluate(config, task, job.fidelity, seed=params[SEED_KEY], model=job.model,
                            on_eval=lambda step, acc: tune.report({"accuracy": float(acc), "step": step}))
     except TrialFailed as err:
         tune.report({"failure": str(err), "worker": worker})
@@ -133,7 +136,7 @@ def _classes():
             ot_trial.set_user_attr("seconds", float(result.get("time_total_s", 0.0)))
             if "worker" in result:
                 ot_trial.set_user_attr("worker", result["worker"])
-            if METRICS_KEY in result and not error:
+            if METRICS_KEY in result:
                 records = QuestionRecords.decode(result[RECORDS_KEY]) if result.get(RECORDS_KEY) else None
                 metrics = replace(Metrics.from_dict(json.loads(result[METRICS_KEY])), records=records)
                 values = record_result(ot_trial, metrics, tuple(self.metric))  # same storage as the Optuna backend
@@ -273,7 +276,8 @@ def run_with_ray(study: optuna.Study, ctx: TrialContext, args: argparse.Namespac
 
         scheduler = ASHAScheduler(metric="accuracy", mode="max", time_attr="step", max_t=ctx.fidelity.steps,
                                   grace_period=max(ctx.fidelity.eval_every, 1), reduction_factor=3)
-    job = WorkerJob(task=args.task, model=args.model, fidelity=ctx.fidelity, objectives=ctx.objectives, seed=ctx.seed)
+    job = WorkerJob(task=args.task, model=args.model, fidelity=ctx.fidelity, objectives=ctx.objectives, seed=ctx.seed,
+                    task_columns=args.task_columns)
     trainable = tune.with_resources(tune.with_parameters(_train, job=job), cluster.resources.as_tune())
     ray_dir = (Path(args.out_root) / study.study_name / "ray").resolve()
     with SearchProgress(total=args.budget or 0, done=finished_count(study), objectives=ctx.objectives,
@@ -284,8 +288,10 @@ def run_with_ray(study: optuna.Study, ctx: TrialContext, args: argparse.Namespac
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining or -1,
                                         max_concurrent_trials=cluster.resources.max_concurrent, reuse_actors=True,
                                         time_budget_s=args.budget_hours * 3600 if args.budget_hours else None),
-            run_config=tune.RunConfig(name=study.study_name, storage_path=str(ray_dir), verbose=0,
-                                      callbacks=[callback]),
+            # One name per driver process: Tune stages trial files on the cluster under the run's name and
+            # start second, so two drivers of one study starting together would write into each other's.
+            run_config=tune.RunConfig(name=f"{study.study_name}-{socket.gethostname()}-{os.getpid()}",
+                                      storage_path=str(ray_dir), verbose=0, callbacks=[callback]),
         )
         with watch_head(cluster.address), heartbeat(study._storage, lambda: live_trial_ids(searcher)):
             tuner.fit()
