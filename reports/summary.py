@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from spaces.seeds import unequal_totals_note
+
 from .load import StudyData, TrialRow, config_cells
 
 CSV_FIELDS = ("number", "state", "seed_name", "train_seed", "replicate_of", "on_front", "on_noise_front", "feasible",
@@ -120,6 +122,10 @@ def summary_md(data: StudyData, path: Path, files: list[str]) -> Path:
     lines += ["", f"## Plain Pareto front ({len(front)} trials, point estimates: differences may be noise)", ""]
     lines += _table(data, front)
     lines += ["", "## Seed rules: confirmed verdicts", ""] + _seeds_section(data)
+    note = unequal_totals_note(int(attrs["n_layers"])) if "n_layers" in attrs and any(
+        (r.seed_name or "").startswith("mola-") for r in data.rows) else None
+    if note:
+        lines += ["", note[0].upper() + note[1:] + "."]
     failed = [r for r in data.rows if r.state in ("FAIL", "PRUNED")]
     if failed:
         lines += ["", "## Failed and pruned trials", ""]

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Sequence
 
 import optuna
@@ -81,7 +83,7 @@ def make_objective(study: optuna.Study, *, test_examples: int):
     from objectives import evaluate
 
     attrs = study.user_attrs
-    task = get_task(attrs["task"], seed=attrs.get("seed", 0))
+    task = get_task(attrs["task"], seed=attrs.get("seed", 0), columns=attrs.get("task_columns"))
     fidelity = replace(Fidelity(**attrs["fidelity"]), eval_every=0,
                        max_test_examples=test_examples or max(len(task.test), 1))
 
@@ -143,6 +145,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat: hilo's choice
     console = Console(soft_wrap=True)
     try:
         for name in ("top", "seeds"):
@@ -153,6 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not 0 < args.alpha < 1:
             raise SearchInputError(f"--alpha must be in (0, 1), got {args.alpha}")
         location = locate(args.study, args.storage, args.out_root)
+        if location.storage.startswith("sqlite:///") and not Path(location.storage[len("sqlite:///"):]).is_file():
+            raise SearchInputError(f"--study {args.study}: no storage file at {location.storage[len('sqlite:///'):]}"
+                                   " (pass --storage URL or --out-root)")  # opening it would create an empty one
         storage = open_storage(location.storage)
         if args.study not in optuna.get_all_study_names(storage=storage):
             raise SearchInputError(f"--study {args.study}: no such study in {location.storage}")

@@ -31,7 +31,7 @@ def run_search(args: argparse.Namespace, objectives: tuple[str, ...], *, console
     study_name = args.study or f"{Path(args.space).stem}-{Path(args.task).stem}"
     location = locate(study_name, args.storage, args.out_root)
     try:
-        task = get_task(args.task, seed=args.seed)
+        task = get_task(args.task, seed=args.seed, columns=args.task_columns)
     except TaskDataError as err:
         raise SearchInputError(f"--task {args.task}: {err}") from None
     except ValueError as err:
@@ -46,6 +46,7 @@ def run_search(args: argparse.Namespace, objectives: tuple[str, ...], *, console
         "space": args.space, "task": args.task, "model": args.model, "command": command,
         "n_layers": facts.n_layers, "target_modules": list(facts.target_modules),
         "layer_alphas": list(facts.layer_alphas), "fidelity": asdict(fidelity), "seed": args.seed,
+        "task_columns": args.task_columns,
         "alpha": args.alpha, "seed_repeats": args.seed_repeats,
     }
     cluster = None

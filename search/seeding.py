@@ -11,6 +11,7 @@ from rich.console import Console
 
 from objectives import DIRECTIONS
 from spaces import Space
+from spaces.seeds import unequal_totals_note
 
 from .study import SearchInputError, StudyLocation, create_or_resume, fail_interrupted, mark_set_up
 from .worker import queue_budget
@@ -56,6 +57,10 @@ def prepare_study(location: StudyLocation, *, objectives: tuple[str, ...], sampl
     added = enqueue_seeds(study, space, budget, console, repeats=seed_repeats)
     if added:
         console.print(f"seeds enqueued first: {', '.join(added)}")
+        mola = "n_layers" in attrs and any(n.startswith("mola-") for n in added)
+        note = unequal_totals_note(attrs["n_layers"]) if mola else None
+        if note:
+            console.print(f"[yellow]{note}[/]")
     if budget is not None:
         queue_budget(study, budget)
     mark_set_up(study)

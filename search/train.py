@@ -120,7 +120,7 @@ def train_study(args: argparse.Namespace, console: Console) -> list[dict]:
         if key not in attrs:
             raise TrainInputError(f"study {args.study!r} records no {key!r}; it was not written by search.run")
     try:
-        task = get_task(attrs["task"], seed=int(attrs.get("seed", 0)))
+        task = get_task(attrs["task"], seed=int(attrs.get("seed", 0)), columns=attrs.get("task_columns"))
     except (TaskDataError, ValueError) as err:
         raise TrainInputError(f"the study's task {attrs['task']!r}: {err}") from None
     fidelity = study_fidelity(attrs, args.steps, args.test_examples, len(task.test))

@@ -56,4 +56,5 @@ def test_confirm_rejects_bad_input_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--top must be a positive integer, got 0" in err[0]
     assert confirm_main(["--study", "nope", "--out-root", str(tmp_path)]) == 2
-    assert "nope" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no storage file" in err[0] and not (tmp_path / "nope" / "study.db").exists()

@@ -7,18 +7,21 @@ import pytest
 from optuna.trial import TrialState
 
 from hilo_core import MoLoRAConfig
-from objectives import DIRECTIONS
 from search.run import main
 from spaces import get_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-MOLA_SEEDS = [s.name for s in get_space("mola", n_layers=4).seeds()]
+
+
+def _seeds(study):
+    """The mola space's seed rules on the tiny model (alphalora's from the study's own alphas)."""
+    return [s.name for s in get_space("mola", n_layers=4, layer_alphas=study.user_attrs["layer_alphas"]).seeds()]
 
 
 def _args(task_file, model_dir, out_root, *extra):
     return ["--space", "mola", "--task", str(task_file), "--model", str(model_dir), "--study", "s",
             "--out-root", str(out_root), "--fidelity", "3", "--batch-size", "4", "--eval-examples", "16",
-            "--no-report", *extra]
+            "--no-report", "--seed-repeats", "1", *extra]
 
 
 def _load(out_root, name="s"):
@@ -35,10 +38,11 @@ def searched(task_file, tiny_model_dir, tmp_path_factory):
 def test_seeds_first_and_every_trial_stored(searched):
     study = _load(searched)
     trials = study.get_trials()
+    seeds = _seeds(study)
     assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
-    assert [t.user_attrs.get("seed_name") for t in trials[:4]] == MOLA_SEEDS
-    assert all("seed_name" not in t.user_attrs for t in trials[4:])
-    assert study.metric_names == list(DIRECTIONS)
+    assert [t.user_attrs.get("seed_name") for t in trials[:len(seeds)]] == seeds
+    assert all("seed_name" not in t.user_attrs for t in trials[len(seeds):])
+    assert study.metric_names == ["accuracy", "trainable", "active"]
     assert study.user_attrs["n_layers"] == 4 and len(study.user_attrs["layer_alphas"]) == 4
     for t in trials:
         config = MoLoRAConfig.from_json(t.user_attrs["config"])
@@ -57,7 +61,7 @@ def test_resume_adds_exactly_the_difference(searched, task_file, tiny_model_dir,
     assert main(_args(task_file, tiny_model_dir, out, "--budget", "8", "--resume")) == 0
     trials = _load(out).get_trials()
     assert len(trials) == 8
-    assert sorted(t.user_attrs["seed_name"] for t in trials if "seed_name" in t.user_attrs) == sorted(MOLA_SEEDS)
+    assert sorted(t.user_attrs["seed_name"] for t in trials if "seed_name" in t.user_attrs) == sorted(_seeds(_load(out)))
     assert main(_args(task_file, tiny_model_dir, out, "--budget", "8", "--resume")) == 0
     assert len(_load(out).get_trials()) == 8
 
@@ -65,7 +69,7 @@ def test_resume_adds_exactly_the_difference(searched, task_file, tiny_model_dir,
 def test_front_equals_brute_force_non_domination(searched):
     study = _load(searched)
     done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
-    signs = [1 if d == "maximize" else -1 for d in DIRECTIONS.values()]
+    signs = [1 if d == optuna.study.StudyDirection.MAXIMIZE else -1 for d in study.directions]
 
     def dominates(a, b):
         a, b = [s * v for s, v in zip(signs, a.values)], [s * v for s, v in zip(signs, b.values)]
