@@ -23,10 +23,12 @@ from rich.console import Console
 from hilo_core.cli import OneLineParser, one_line, print_error, quiet_hub_logs
 from objectives import DIRECTIONS, TASKS
 from objectives.data_files import parse_task_columns
+from objectives.records import SIGNALS
 
 from .study import DEFAULT_OUT_ROOT, SearchInputError
 
 SAMPLERS = ("nsga2", "tpe", "random", "gp")
+DEFAULT_OBJECTIVES = ("accuracy", "trainable", "active")
 BACKENDS = ("optuna", "ray")
 
 
@@ -47,7 +49,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M), a local folder or an HF id")
     p.add_argument("--targets", default=None, help="comma-separated module names to adapt (default: Llama's"
                    " q,k,v,o,gate,up,down projections)")
-    p.add_argument("--objectives", default=",".join(DIRECTIONS),
+    p.add_argument("--objectives", default=",".join(DEFAULT_OBJECTIVES),
                    help=f"comma-separated subset of {','.join(DIRECTIONS)}; directions are implied")
     p.add_argument("--sampler", default="nsga2", choices=SAMPLERS)
     p.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite file in the study folder)")
@@ -70,6 +72,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    " allowed (default: 1 when the cluster has a GPU, else 0)")
     p.add_argument("--trial-timeout", type=float, default=None, help="seconds a trial may run before it is"
                    " stopped and marked FAIL (a hung trial); default: no limit")
+    p.add_argument("--seed-repeats", type=int, default=2, help="training seeds per seed rule (default 2: the"
+                   " study's estimate of training-seed variance, which the noise-aware front needs)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level of the noise-aware front")
+    p.add_argument("--confirm", type=int, default=0, metavar="K", help="after the search, retrain the K best"
+                   " searched configs of the noise-aware front (and --confirm-rules seed rules) with fresh seeds"
+                   " and score them on the test split (default 0: no confirmation; see search.confirm)")
+    p.add_argument("--confirm-seeds", type=int, default=2, help="fresh training seeds per confirmed config")
+    p.add_argument("--confirm-rules", type=int, default=2, help="best seed rules confirmed beside them")
+    p.add_argument("--test-examples", type=int, default=0, help="test questions a confirmation run scores"
+                   " (default 0: the whole test split)")
     p.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
     return p.parse_args(argv)
 
@@ -89,6 +101,17 @@ def check_args(args: argparse.Namespace) -> tuple[str, ...]:
     unknown = [n for n in names if n not in DIRECTIONS]
     if not names or unknown or len(set(names)) != len(names):
         raise SearchInputError(f"--objectives must be a comma-separated subset of {list(DIRECTIONS)},"
+                               f" got {args.objectives!r}")
+    if args.seed_repeats <= 0 or args.confirm_seeds <= 0:
+        raise SearchInputError(f"--seed-repeats and --confirm-seeds must be positive integers, got "
+                               f"{args.seed_repeats}, {args.confirm_seeds}")
+    if args.confirm < 0 or args.confirm_rules < 0 or args.test_examples < 0:
+        raise SearchInputError(f"--confirm, --confirm-rules and --test-examples must be >= 0, got "
+                               f"{args.confirm}, {args.confirm_rules}, {args.test_examples}")
+    if not 0 < args.alpha < 1:
+        raise SearchInputError(f"--alpha must be in (0, 1), got {args.alpha}")
+    if sum(n in SIGNALS for n in names) > 1:
+        raise SearchInputError(f"--objectives takes at most one of {list(SIGNALS)} (the accuracy-side signal),"
                                f" got {args.objectives!r}")
     if args.max_trainable is not None and not args.max_trainable > 0:
         raise SearchInputError(f"--max-trainable must be positive, got {args.max_trainable}")
