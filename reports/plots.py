@@ -98,7 +98,7 @@ def pareto_png(data: StudyData, path: Path) -> Path:
     _log_if_wide(ax, [r.value("trainable") for r in rows])
     ax.set_xlabel("trainable parameters")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"{data.name}: {len(rows)} completed trials, {len(data.front)} on the plain front, "
+    ax.set_title(f"{data.name}: {len(rows)} completed trials, {len(data.front)} on the plain front,\n"
                  f"{len(data.noise_front)} configs on the noise-aware front "
                  f"({', '.join(f'{n} {d[:3]}' for n, d in zip(data.objectives, data.directions))})")
     ax.legend(loc="best", fontsize=8)
