@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml Makefile
 # it another experiment, so editing one starts a new study instead of resuming an old one (--resume refuses a
 # mismatch anyway). README explains the choice of task.
 SPACE ?= hilo
-TASK ?= arc-e
+TASK ?= csqa
 MODEL ?= default
 SEED ?= 0
 FIDELITY ?= 12
