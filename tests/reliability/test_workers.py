@@ -23,8 +23,8 @@ def _check_exact_budget(study):
     assert [t.number for t in trials] == list(range(BUDGET))
     assert all(t.state == TrialState.COMPLETE for t in trials), [(t.number, t.state, t.user_attrs) for t in trials]
     seeds = [t.user_attrs["seed_name"] for t in trials if "seed_name" in t.user_attrs]
-    assert len(seeds) == len(set(seeds)) == 4
-    assert [t.user_attrs.get("seed_name") for t in trials[:4]] == seeds  # seeds still run first
+    assert len(seeds) == len(set(seeds)) >= 4  # the space's seeds (mola's four, alphalora when it fits), once each
+    assert [t.user_attrs.get("seed_name") for t in trials[:len(seeds)]] == seeds  # seeds still run first
     per_worker = Counter(t.user_attrs["worker"] for t in trials)
     print(f"trials per worker: {sorted(per_worker.values())}")  # quoted in docs/reliability.md
     return per_worker
