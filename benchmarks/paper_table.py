@@ -46,6 +46,7 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 
+from benchmarks.doc_block import write_doc  # noqa: E402
 from hilo_core import LLAMA_TARGETS, MoLoRAConfig, RouterSpec, config_trainable  # noqa: E402
 from objectives import DIRECTIONS, Fidelity, base_model, evaluate, get_task  # noqa: E402
 from objectives.paper_tasks import PAPER_DATASETS  # noqa: E402
@@ -281,17 +282,6 @@ def plot(rows: dict[tuple[str, str], Row], tasks: list[str], path: Path) -> None
     fig.savefig(path, dpi=120)
 
 
-def write_doc(doc: Path, block: list[str]) -> None:
-    """Replace the generated block of this benchmark's section (appending the section the first time)."""
-    text = doc.read_text() if doc.is_file() else "# Benchmarks\n"
-    generated = "\n".join([START, *block, END])
-    if START in text and END in text:
-        text = text[:text.index(START)] + generated + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{generated}\n"
-    doc.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default")
@@ -369,7 +359,7 @@ def main() -> None:
              f"![accuracy vs trainable parameters]({os.path.relpath(args.png, args.doc.parent)})"]
     console.print("\n".join(block), highlight=False)
     plot(rows, tasks, args.png)
-    write_doc(args.doc, block)
+    write_doc(args.doc, block, section=SECTION, start=START, end=END)
     args.results.mkdir(parents=True, exist_ok=True)
     record = {"command": command, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": machine, "seconds": seconds, "search_seconds": search_seconds,

@@ -38,6 +38,7 @@ from typing import Callable, Sequence  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from benchmarks.doc_block import write_doc  # noqa: E402
 from hilo_core import LLAMA_TARGETS, MoLoRAConfig, config_trainable  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -365,17 +366,6 @@ def verdict(result: dict, tasks: Sequence[str], low_step: int) -> list[str]:
     return out
 
 
-def write_doc(doc: Path, block: list[str]) -> None:
-    """Replace this benchmark's generated block in ``doc`` (appending its section the first time)."""
-    text = doc.read_text() if doc.is_file() else "# Benchmarks\n"
-    generated = "\n".join([START, *block, END])
-    if START in text and END in text:
-        text = text[:text.index(START)] + generated + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{generated}\n"
-    doc.write_text(text)
-
-
 def main() -> None:
     from rich.console import Console
 
@@ -487,7 +477,7 @@ def main() -> None:
                    "configs": {n: c.to_dict() for n, c in configs.items()}, "doc": block})
     args.json.write_text(json.dumps(result, indent=1))
     if args.doc is not None:
-        write_doc(args.doc, block)
+        write_doc(args.doc, block, section=SECTION, start=START, end=END)
 
 
 if __name__ == "__main__":
