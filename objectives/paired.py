@@ -17,33 +17,27 @@ from scipy import stats
 
 
 def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (question sampling only)."""
+    """Wilson score interval of a binomial proportion (question sampling only), by scipy."""
     if n <= 0:
         raise ValueError(f"wilson_interval: n must be positive, got {n}")
     if not 0 <= successes <= n:
         raise ValueError(f"wilson_interval: successes must be in 0..{n}, got {successes}")
-    z = stats.norm.ppf(0.5 + confidence / 2)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    ci = stats.binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> float:
     """Two-sided exact McNemar p-value: are ``a`` and ``b`` (right/wrong on the same questions) equally accurate?
 
-    Only discordant questions carry information; under the null each is a fair coin (binomial, p = 1/2).
+    Only discordant questions carry information; under the null each is a fair coin (scipy's binomtest, p = 1/2).
     """
     a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"mcnemar_exact: outcome vectors must be 1-D and of one length, got {a.shape} and {b.shape}")
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    n = only_a + only_b
-    if n == 0:
+    if only_a + only_b == 0:
         return 1.0
-    k = min(only_a, only_b)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0 ** n
-    return min(1.0, 2 * tail)
+    return float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ validation scores; the verdicts report their test scores. docs/statistics.md sta
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -87,11 +88,12 @@ class Confirmation:
         return (f"test-question sampling and training-seed variance (pooled over {sv.configs} configs, "
                 f"{sv.df} degrees of freedom)")
 
-    @property
+    @cached_property
     def test_seed_variance(self) -> SeedVariance:
+        """Pooled once: every paired comparison of the verdicts uses it."""
         return pooled_seed_variance([c.test for c in self.configs])
 
-    @property
+    @cached_property
     def val_seed_variance(self) -> SeedVariance:
         return pooled_seed_variance([c.val for c in self.configs])
 
