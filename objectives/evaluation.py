@@ -9,6 +9,7 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -17,6 +18,7 @@ from torch import nn
 from hilo_core import MoLoRAConfig, count_active, count_trainable, eject, inject
 from hilo_core.models import DEFAULT_MODEL, load_model
 
+from .checkpoint import load_adapter_state, load_checkpoint, save_checkpoint
 from .fidelity import Fidelity
 from .metrics import Metrics
 from .registry import get_task
@@ -58,7 +60,8 @@ def _peak_memory(device: torch.device) -> int:
 
 def evaluate(config: MoLoRAConfig, task: Task | str, fidelity: Fidelity, *, seed: int = 0,
              model: str = DEFAULT_MODEL, on_eval: Callable[[int, float], None] | None = None,
-             on_records: Callable[[int, QuestionRecords], None] | None = None) -> Metrics:
+             on_records: Callable[[int, QuestionRecords], None] | None = None,
+             resume_from: str | Path | None = None, save_to: str | Path | None = None) -> Metrics:
     """Fine-tune ``config``'s adapters on ``task`` for ``fidelity.steps`` and measure them.
 
     Args:
@@ -72,6 +75,9 @@ def evaluate(config: MoLoRAConfig, task: Task | str, fidelity: Fidelity, *, seed
             it may raise (``optuna.TrialPruned``) to stop the trial.
         on_records: called as ``on_records(step, validation_records)`` at the same steps (and after the
             last step): the per-question outcomes of every intermediate fidelity of one run.
+        resume_from: a checkpoint of this config and seed (``save_to`` of an earlier call): training goes on
+            from its step to ``fidelity.steps`` instead of starting afresh (successive-halving promotion).
+        save_to: write a checkpoint here after training, to continue the run later.
 
     Returns:
         Metrics; ``accuracy``/``score``/``loss`` and per-question ``records`` on the validation split;
@@ -115,11 +121,17 @@ def evaluate(config: MoLoRAConfig, task: Task | str, fidelity: Fidelity, *, seed
         if on_eval is not None:
             on_eval(step, last_eval[1].accuracy)
 
+    paused = load_checkpoint(resume_from, config_json=config.to_json(), seed=seed) if resume_from else None
     torch.manual_seed(seed)  # adapter init and dropout draw from the global generator
     inject(base, config)
     try:
+        if paused is not None:
+            load_adapter_state(base, paused[0])
         result = train(base, train_set, fidelity, seed=seed, pad_id=pad_id, device=device,
-                       on_step=report if on_eval is not None or on_records is not None else None)
+                       on_step=report if on_eval is not None or on_records is not None else None,
+                       resume=paused[1] if paused else None, keep_state=save_to is not None)
+        if save_to is not None:
+            save_checkpoint(save_to, base, result.state, config_json=config.to_json(), seed=seed)
         if last_eval and last_eval[0] == result.steps:
             val = last_eval[1]
         else:
@@ -132,9 +144,11 @@ def evaluate(config: MoLoRAConfig, task: Task | str, fidelity: Fidelity, *, seed
     finally:
         eject(base)
         base.eval()
+    seconds = result.seconds - (paused[1].seconds if paused else 0.0)  # this call's share of a paused run
+    tokens = result.tokens - (paused[1].tokens if paused else 0)
     return Metrics(accuracy=val.accuracy, score=val.score, loss=val.loss, trainable_params=trainable,
-                   active_params=float(active), train_seconds=result.seconds,
-                   tokens_per_second=result.tokens / max(result.seconds, 1e-9), peak_memory=_peak_memory(device),
+                   active_params=float(active), train_seconds=seconds,
+                   tokens_per_second=tokens / max(seconds, 1e-9), peak_memory=_peak_memory(device),
                    steps=result.steps, test_accuracy=test.accuracy if test else None,
                    test_score=test.score if test else None, eval_seconds=eval_seconds,
                    final_loss=result.final_loss, records=val, test_records=test)

@@ -137,6 +137,38 @@ def noise_aware_front(candidates: Sequence[Candidate], *, alpha: float = 0.05,
     return [i for i, c in enumerate(candidates) if earns_place(c, candidates, alpha=alpha, seed_variance=seed_variance)]
 
 
+def noise_aware_sort(candidates: Sequence[Candidate], *, alpha: float = 0.05,
+                     seed_variance: SeedVariance = UNKNOWN_SEED_VARIANCE) -> list[list[int]]:
+    """Noise-aware non-dominated sorting: the noise-aware front, then the front of the rest, and so on.
+
+    Every index appears in exactly one front; each peel is non-empty (the smallest config earns its place).
+    """
+    left, fronts = list(range(len(candidates))), []
+    while left:
+        pool = [candidates[i] for i in left]
+        front = [left[j] for j in noise_aware_front(pool, alpha=alpha, seed_variance=seed_variance)]
+        fronts.append(front)
+        left = [i for i in left if i not in front]
+    return fronts
+
+
+def crowding_distance(points: Sequence[Sequence[float]]) -> list[float]:
+    """NSGA-II crowding distance (Deb et al. 2002) of one front's points: per objective, the gap between a
+    point's two neighbours over the objective's range; boundary points get infinity."""
+    pts = np.asarray(points, dtype=float).reshape(len(points), -1)
+    n = len(pts)
+    distance = np.zeros(n)
+    if n <= 2:
+        return [float("inf")] * n
+    for j in range(pts.shape[1]):
+        order = np.argsort(pts[:, j], kind="stable")
+        span = pts[order[-1], j] - pts[order[0], j]
+        distance[order[0]] = distance[order[-1]] = np.inf
+        if span > 0:
+            distance[order[1:-1]] += (pts[order[2:], j] - pts[order[:-2], j]) / span
+    return [float(d) for d in distance]
+
+
 @dataclass(frozen=True)
 class Run:
     """One training run of a config: its key (config JSON), trial number, exact parameter counts, records."""

@@ -15,6 +15,7 @@ from torch import nn
 
 from hilo_core import aux_loss, molora_modules
 
+from .checkpoint import TrainState
 from .fidelity import Fidelity
 from .sequences import EncodedExample, answer_loss
 
@@ -33,6 +34,7 @@ class TrainResult:
     seconds: float  # time in training steps only; on_step callbacks are not counted
     tokens: int  # real (unpadded) tokens seen
     final_loss: float  # mean answer loss over the last (up to) 10 steps
+    state: TrainState | None = None  # where training stopped (to continue it later), when asked for
 
 
 def optimizer_groups(model: nn.Module, fidelity: Fidelity) -> list[dict]:
@@ -73,20 +75,34 @@ def length_batches(lengths: Sequence[int], batch_size: int, seed: int) -> Iterat
 
 
 def train(model: nn.Module, examples: Sequence[EncodedExample], fidelity: Fidelity, *, seed: int, pad_id: int,
-          device: torch.device, on_step: Callable[[int], None] | None = None) -> TrainResult:
-    """Train the injected adapters for ``fidelity.steps``; ``on_step(step)`` runs every ``eval_every``.
+          device: torch.device, on_step: Callable[[int], None] | None = None, resume: TrainState | None = None,
+          keep_state: bool = False) -> TrainResult:
+    """Train the injected adapters up to ``fidelity.steps``; ``on_step(step)`` runs every ``eval_every``.
+
+    ``resume`` continues a paused run (its adapters already loaded into ``model``) from ``resume.step``:
+    optimiser moments, dropout's RNG and the data stream go on where they stopped, so k steps + resume to n
+    equals n steps uninterrupted, bit for bit on the CPU. ``keep_state`` returns the state to pause here.
 
     Raises:
         TrialFailed: a non-finite loss or gradient norm.
     """
     if not examples:
         raise ValueError("train needs at least one example")
+    start = resume.step if resume is not None else 0
+    if start > fidelity.steps:
+        raise ValueError(f"cannot continue a run paused at step {start} to fewer steps ({fidelity.steps})")
     optimizer = torch.optim.AdamW(optimizer_groups(model, fidelity), weight_decay=fidelity.weight_decay)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     batches = length_batches([len(e.sequence(e.answer)) for e in examples], fidelity.batch_size, seed)
     seconds, tokens, recent = 0.0, 0, []
+    if resume is not None:
+        optimizer.load_state_dict(resume.optimizer)
+        torch.set_rng_state(resume.rng)
+        for _ in range(start * fidelity.grad_accum):  # the batch stream depends only on the seed
+            next(batches)
+        seconds, tokens, recent = resume.seconds, resume.tokens, list(resume.recent)
     model.train()
-    for step in range(1, fidelity.steps + 1):
+    for step in range(start + 1, fidelity.steps + 1):
         started = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         step_loss = 0.0
@@ -112,5 +128,7 @@ def train(model: nn.Module, examples: Sequence[EncodedExample], fidelity: Fideli
             model.train()
     if not all(bool(torch.isfinite(p).all()) for p in params):
         raise TrialFailed(f"adapter weights became non-finite by step {fidelity.steps}")
+    state = TrainState(step=fidelity.steps, optimizer=optimizer.state_dict(), rng=torch.get_rng_state(),
+                       recent=recent, tokens=tokens, seconds=seconds) if keep_state else None
     return TrainResult(steps=fidelity.steps, seconds=seconds, tokens=tokens,
-                       final_loss=sum(recent) / len(recent) if recent else math.nan)
+                       final_loss=sum(recent) / len(recent) if recent else math.nan, state=state)
