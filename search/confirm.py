@@ -25,6 +25,7 @@ from objectives import Fidelity, get_task
 from objectives.front import search_front
 from objectives.records import RECORDS_ATTR, TEST_RECORDS_ATTR
 from reports.confirmed import confirm_study_name
+from reports.rungs import SCHEDULE_ATTR, front_runs, runs_by_rung
 
 from .study import DEFAULT_OUT_ROOT, SearchInputError, locate, open_storage
 from .trials import failure_reason
@@ -45,19 +46,34 @@ class Pick:
 
 def choose(study: optuna.Study, *, top: int, rules: int, alpha: float = 0.05) -> list[Pick]:
     """The ``top`` searched members of the noise-aware front and the ``rules`` best seed rules, both ranked by
-    their mean validation signal (seed rules are never counted as searched candidates)."""
-    done = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
-    sf = search_front(done.values(), study.metric_names or (), alpha=alpha)
-    first = {c.key: done[sf.trials[c.key][0]] for c in sf.candidates}
-    by_mean = sorted(range(len(sf.candidates)), key=lambda i: (-sf.candidates[i].mean, sf.candidates[i].order))
-    seeded = [i for i in by_mean if "seed_name" in first[sf.candidates[i].key].user_attrs]
-    searched = [i for i in by_mean if i in sf.front and i not in seeded]
+    their mean validation signal (seed rules are never counted as searched candidates).
+
+    A scheduled search is read at its top rung; its rules at the highest rung any rule reached.
+    """
+    def ranked(runs: list[FrozenTrial]):
+        done = {t.number: t for t in runs}
+        sf = search_front(done.values(), study.metric_names or (), alpha=alpha)
+        first = {c.key: done[sf.trials[c.key][0]] for c in sf.candidates}
+        by_mean = sorted(range(len(sf.candidates)), key=lambda i: (-sf.candidates[i].mean, sf.candidates[i].order))
+        seeded = [i for i in by_mean if "seed_name" in first[sf.candidates[i].key].user_attrs]
+        return sf, first, by_mean, seeded
+
+    sf, first, by_mean, seeded = ranked(front_runs(study))
+    searched = [(sf, first, i) for i in by_mean if i in sf.front and i not in seeded]
+    rule_picks = [(sf, first, i) for i in seeded]
+    if study.user_attrs.get(SCHEDULE_ATTR) and not rule_picks:
+        for rung, runs in sorted(runs_by_rung(study).items(), reverse=True):
+            r_sf, r_first, _, r_seeded = ranked(runs)
+            if r_seeded:
+                rule_picks = [(r_sf, r_first, i) for i in r_seeded]
+                break
     picks: list[Pick] = []
-    for role, chosen in (("candidate", searched[:top]), ("rule", seeded[:rules])):
-        for i in chosen:
-            t = first[sf.candidates[i].key]
-            label = t.user_attrs.get("seed_name") or f"trial {t.number}"
-            picks.append(Pick(role=role, of_trial=t.number, config=sf.candidates[i].key, label=label))
+    for role, chosen in (("candidate", searched[:top]), ("rule", rule_picks[:rules])):
+        for front, firsts, i in chosen:
+            t = firsts[front.candidates[i].key]
+            number = int(t.user_attrs.get("lineage", t.number))  # a promoted run names its search trial
+            label = t.user_attrs.get("seed_name") or f"trial {number}"
+            picks.append(Pick(role=role, of_trial=number, config=front.candidates[i].key, label=label))
     return picks
 
 

@@ -16,6 +16,8 @@ from hilo_core import LLAMA_TARGETS
 from objectives import Fidelity, TaskDataError, get_task
 from spaces import trainable_constraint
 
+from reports.rungs import SCHEDULE_ATTR
+
 from .facts import build_space, model_facts
 from .progress import front_table
 from .pruning import AccuracyPruning, make_pruner
@@ -48,6 +50,7 @@ def run_search(args: argparse.Namespace, objectives: tuple[str, ...], *, console
         "layer_alphas": list(facts.layer_alphas), "fidelity": asdict(fidelity), "seed": args.seed,
         "task_columns": args.task_columns,
         "alpha": args.alpha, "seed_repeats": args.seed_repeats,
+        SCHEDULE_ATTR: args.schedule.to_dict() if getattr(args, "schedule", None) else None,
     }
     cluster = None
     if args.backend == "ray":  # connected first: a cluster that cannot hold one trial leaves the study untouched
@@ -63,6 +66,13 @@ def run_search(args: argparse.Namespace, objectives: tuple[str, ...], *, console
     if args.pruner != "none" and args.backend == "optuna":  # Ray prunes with ASHA instead
         ctx.pruning = AccuracyPruning(study, make_pruner(args.pruner, max_steps=fidelity.steps,
                                                          eval_every=fidelity.eval_every))
+    if attrs[SCHEDULE_ATTR]:
+        from .promotion import Promotions
+
+        ctx.promotions = Promotions(study, args.schedule, location.out_dir / "checkpoints", objectives=objectives,
+                                    alpha=args.alpha)
+        console.print(f"scheduler {args.schedule.kind}, eta {args.schedule.eta}: rungs (steps:questions) "
+                      f"{args.schedule.text()}; the front is read at the highest rung reached")
     if args.backend == "ray":
         from .ray_backend import run_with_ray  # optional heavy backend: Ray is imported only when asked for
 

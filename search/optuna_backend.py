@@ -13,7 +13,8 @@ from rich.console import Console
 from .progress import SearchProgress
 from .study import finished_count
 from .timeout import time_limit
-from .trials import TrialContext, run_trial
+from .promotion import run_scheduled_worker
+from .trials import TrialContext, run_promoted, run_trial
 from .worker import queued_trials, run_worker, wait_for_others
 
 
@@ -22,7 +23,7 @@ def run_with_optuna(study: optuna.Study, ctx: TrialContext, args: argparse.Names
     queue below the budget is empty; then wait for trials other processes still run."""
     queued = len(queued_trials(study, args.budget))
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    if args.budget is not None and not queued and not running:
+    if args.budget is not None and not queued and not running and ctx.promotions is None:
         console.print(f"study already has {finished_count(study)} finished trials (budget {args.budget}); nothing to run")
         return
     timeout = args.budget_hours * 3600 if args.budget_hours else None
@@ -34,12 +35,22 @@ def run_with_optuna(study: optuna.Study, ctx: TrialContext, args: argparse.Names
 
     with SearchProgress(total=args.budget or 0, done=finished_count(study), objectives=ctx.objectives,
                         console=console) as progress:
-        run_worker(study, objective, budget=args.budget, timeout=timeout, callbacks=[progress])
+        if ctx.promotions is None:
+            run_worker(study, objective, budget=args.budget, timeout=timeout, callbacks=[progress])
+        else:
+            def promoted(trial: optuna.Trial) -> tuple[float, ...]:
+                with time_limit(args.trial_timeout):
+                    return run_promoted(trial, ctx)
+
+            run_scheduled_worker(study, ctx.promotions, fresh=objective, promoted=promoted, budget=args.budget,
+                                 timeout=timeout, callbacks=[progress], rung_callbacks=[progress.rung])
     for proc in helpers:
         if proc.wait() != 0:
             console.print(f"[yellow]warning:[/] helper worker (pid {proc.pid}) exited with code {proc.returncode}")
     if args.budget is not None and timeout is None:
         wait_for_others(study, console)
+        if ctx.promotions is not None:
+            wait_for_others(ctx.promotions.rungs, console)
 
 
 def spawn_worker(args: argparse.Namespace, study_name: str) -> subprocess.Popen:

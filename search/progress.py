@@ -14,6 +14,7 @@ from hilo_core import MoLoRAConfig
 from objectives.front import search_front
 from objectives.paired import mean_interval, wilson_interval
 from objectives.records import stored_records
+from reports.rungs import SCHEDULE_ATTR, front_runs
 
 FORMATS = {"accuracy": "{:.3f}", "score": "{:.4f}", "loss": "{:.4f}", "trainable": "{:,.0f}", "active": "{:,.0f}"}
 
@@ -61,14 +62,30 @@ class SearchProgress:
         self.progress.update(self.task, advance=1, front=front)
 
 
+    def rung(self, _: optuna.Study, trial: FrozenTrial) -> None:
+        """A promoted run (``<study>.rungs``) finished: one line; the bar counts configs, not promotions."""
+        a = trial.user_attrs
+        if trial.state == TrialState.COMPLETE:
+            outcome = format_values(self.objectives, trial.values)
+        else:
+            outcome = f"[yellow]{trial.state.name}[/]: {a.get('failure', 'no reason recorded')}"
+        self.progress.console.print(f"  rung {a.get('rung')} of trial {a.get('lineage'):>3} [cyan]"
+                                    f"{a.get('seed_name', 'sampled'):<10}[/] {outcome}  ({a.get('seconds', 0.0):.0f} s)")
+
+
 def front_table(study: optuna.Study, objectives: Sequence[str], *, alpha: float = 0.05) -> Table:
     """The noise-aware front of ``study``: one row per config (its replicates pooled), the accuracy-side
     signal with its interval (questions, and training seeds once the study has replicates)."""
-    done = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    done = {t.number: t for t in front_runs(study)}
     sf = search_front(done.values(), objectives, alpha=alpha)
     covers = "questions and training seeds" if sf.seed_variance.known else "questions only"
-    table = Table(title=f"Noise-aware front of {study.study_name}: {len(sf.front)} configs (alpha {alpha}; "
-                        f"plain front {len(study.best_trials) if done else 0} trials); intervals cover {covers}")
+    where = ""
+    if study.user_attrs.get(SCHEDULE_ATTR):
+        top = max((t.user_attrs.get("rung", 0) for t in done.values()), default=0)
+        where = f" at rung {top} (trial = run of <study>.rungs above rung 0)"
+    plain = f"plain front {len(study.best_trials) if done else 0} trials; " if not where else ""
+    table = Table(title=f"Noise-aware front of {study.study_name}{where}: {len(sf.front)} configs (alpha {alpha}; "
+                        f"{plain}intervals cover {covers})")
     for col in ("trial", "seed", "seeds", f"{sf.signal} [95% CI]", *sf.axes, "experts per layer"):
         table.add_column(col, justify="left" if col in ("seed", "experts per layer") else "right")
     for i in sorted(sf.front, key=lambda i: sf.candidates[i].params):

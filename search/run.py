@@ -34,6 +34,7 @@ BACKENDS = ("optuna", "ray")
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from .pruning import PRUNERS
+    from .scheduler import SCHEDULERS
 
     p = OneLineParser(prog="python -m search.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,6 +61,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8, help="training examples per step (default: 8)")
     p.add_argument("--eval-examples", type=int, default=200, help="validation examples scored per trial")
     p.add_argument("--pruner", default="none", choices=PRUNERS)
+    p.add_argument("--scheduler", default="none", choices=SCHEDULERS, help="multi-objective successive halving:"
+                   " sh (synchronous) or asha (asynchronous); a trial trains to rung 0 and the top 1/eta of each"
+                   " rung (noise-aware sorting) continue from their checkpoints (default: none; docs/scheduler.md)")
+    p.add_argument("--eta", type=int, default=3, help="reduction factor of --scheduler (default 3)")
+    p.add_argument("--rungs", default=None, help="steps:questions per rung, e.g. 4:50,12:100,36:200 (default:"
+                   " 3 geometric rungs ending at --fidelity steps and --eval-examples questions)")
     p.add_argument("--max-trainable", type=float, default=None, help="trainable-parameter budget (constraint)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler, the data split and the training")
     p.add_argument("--backend", default="optuna", choices=BACKENDS)
@@ -116,11 +123,40 @@ def check_args(args: argparse.Namespace) -> tuple[str, ...]:
     if args.max_trainable is not None and not args.max_trainable > 0:
         raise SearchInputError(f"--max-trainable must be positive, got {args.max_trainable}")
     check_trial_resources(args)
+    args.schedule = check_schedule(args)
     try:
         parse_task_columns(args.task_columns)
     except ValueError as err:
         raise SearchInputError(f"--task-columns: {err}") from None
     return tuple(n for n in DIRECTIONS if n in names)
+
+
+def check_schedule(args: argparse.Namespace):
+    """The ``Schedule`` of --scheduler/--eta/--rungs (None without a scheduler); the top rung is the study's
+    fidelity (what confirmation retrains), so --rungs must end at --fidelity steps and --eval-examples."""
+    from .scheduler import Schedule, default_rungs, parse_rungs
+
+    if args.scheduler == "none":
+        if args.rungs is not None:
+            raise SearchInputError(f"--rungs {args.rungs} needs --scheduler sh or asha")
+        return None
+    if args.pruner != "none":
+        raise SearchInputError(f"--scheduler {args.scheduler} replaces --pruner; got --pruner {args.pruner} too")
+    if args.backend != "optuna":
+        raise SearchInputError(f"--scheduler {args.scheduler} runs on --backend optuna only (not built for Ray"
+                               f" yet), got --backend {args.backend}")
+    if args.budget is None:
+        raise SearchInputError(f"--scheduler {args.scheduler} needs --budget N (configs started at rung 0)")
+    try:
+        rungs = parse_rungs(args.rungs) if args.rungs else default_rungs(args.fidelity, args.eval_examples, args.eta)
+        schedule = Schedule(kind=args.scheduler, eta=args.eta, rungs=rungs)
+    except ValueError as err:
+        raise SearchInputError(str(err)) from None
+    top = schedule.rungs[-1]
+    if (top.steps, top.questions) != (args.fidelity, args.eval_examples):
+        raise SearchInputError(f"--rungs {schedule.text()}: the last rung must be --fidelity:--eval-examples "
+                               f"({args.fidelity}:{args.eval_examples}), got {top.steps}:{top.questions}")
+    return schedule
 
 
 def check_trial_resources(args: argparse.Namespace) -> None:

@@ -40,6 +40,7 @@ class TrialContext:
     seed: int = 0
     pruning: AccuracyPruning | None = None
     constraint: TrainableConstraint | None = None
+    promotions: Any = None  # search.promotion.Promotions of a successive-halving search (trains rung 0)
 
 
 def replicate_seed(study: optuna.Study, number: int, config_json: str, base_seed: int) -> tuple[int, int | None]:
@@ -78,9 +79,10 @@ def record_result(trial: optuna.Trial, metrics: Metrics, objectives: tuple[str, 
         trial.set_user_attr(RECORDS_ATTR, metrics.records.encode())
     values = dict(zip(objectives, metrics.values(objectives)))
     config_json = trial.user_attrs.get("config")
+    rung = trial.user_attrs.get("rung")  # a scheduled search pools replicates of one rung only
     draws = [Metrics.from_dict(t.user_attrs["metrics"]) for t in trial.study.get_trials(
         deepcopy=False, states=(TrialState.COMPLETE,)) if t.user_attrs.get("config") == config_json
-        and "metrics" in t.user_attrs]
+        and "metrics" in t.user_attrs and t.user_attrs.get("rung") == rung]
     if draws:
         for name in (o for o in objectives if o in SIGNALS):
             own = values[name]
@@ -118,7 +120,10 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, ...]:
         config = ctx.space.sample(trial)
         seed = record_config(trial, config, ctx)
         on_eval = ctx.pruning.start(trial) if ctx.pruning else None
-        metrics = evaluate(config, ctx.task, ctx.fidelity, seed=seed, model=ctx.model, on_eval=on_eval)
+        if ctx.promotions is not None:
+            metrics = ctx.promotions.train(trial, config, seed, 0, ctx)
+        else:
+            metrics = evaluate(config, ctx.task, ctx.fidelity, seed=seed, model=ctx.model, on_eval=on_eval)
     except BaseException as err:
         pruned = isinstance(err, optuna.TrialPruned)
         trial.set_user_attr("failure", failure_reason(err))
@@ -132,4 +137,22 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, ...]:
     trial.set_user_attr("seconds", time.perf_counter() - start)
     if ctx.pruning:
         ctx.pruning.finish(trial, TrialState.COMPLETE, metrics.accuracy)
+    return values
+
+
+def run_promoted(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, ...]:
+    """Objective of a claimed promotion ticket (``search.promotion``): continue its parent's training to the
+    ticket's rung, record the result as every trial does."""
+    start = time.perf_counter()
+    trial.set_user_attr("worker", worker_name())
+    a = trial.user_attrs
+    try:
+        metrics = ctx.promotions.train(trial, MoLoRAConfig.from_json(a["config"]), int(a["train_seed"]),
+                                       int(a["rung"]), ctx)
+    except BaseException as err:
+        trial.set_user_attr("failure", failure_reason(err))
+        trial.set_user_attr("seconds", time.perf_counter() - start)
+        raise
+    values = record_result(trial, metrics, ctx.objectives)
+    trial.set_user_attr("seconds", time.perf_counter() - start)
     return values

@@ -43,22 +43,30 @@ def claim(study: optuna.Study, budget: int | None) -> optuna.Trial | None:
 
     Without a budget a trial is queued first, so every trial is claimed the same way.
     """
-    storage = study._storage
     while True:
         for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             if budget is not None and t.number >= budget:
                 continue  # queued for a larger budget (another process asked for more)
-            # Beat first: a process killed between the two statements leaves a RUNNING trial that has a
-            # heartbeat, so it goes stale; the other order would leave one that never does.
-            storage.record_heartbeat(t._trial_id)
-            try:
-                if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-                    return optuna.Trial(study, t._trial_id)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue  # another worker took it and finished it meanwhile
+            trial = claim_trial(study, t)
+            if trial is not None:
+                return trial
         if budget is not None:
             return None
         study.enqueue_trial({})
+
+
+def claim_trial(study: optuna.Study, waiting: FrozenTrial) -> optuna.Trial | None:
+    """``waiting`` moved WAITING -> RUNNING and ours, or None when another worker took it first."""
+    storage = study._storage
+    # Beat first: a process killed between the two statements leaves a RUNNING trial that has a
+    # heartbeat, so it goes stale; the other order would leave one that never does.
+    storage.record_heartbeat(waiting._trial_id)
+    try:
+        if storage.set_trial_state_values(waiting._trial_id, state=TrialState.RUNNING):
+            return optuna.Trial(study, waiting._trial_id)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # another worker took it and finished it meanwhile
+    return None
 
 
 @contextmanager
