@@ -5,7 +5,7 @@ The layout is fixed by docs/CONTRACTS.md ("Study storage"); reports never write 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from objectives.paired import Interval, mean_interval, wilson_interval
 from objectives.records import QuestionRecords, stored_records
 
 from .confirmed import Confirmation, read_confirmation
+from .rungs import RungRow, front_runs, highest_rungs, rung_table
 
 DEFAULT_OUT_ROOT = "reports/out"
 # objective name -> key of the same quantity in trial.user_attrs["metrics"]
@@ -109,6 +110,8 @@ class StudyData:
     rows: tuple[TrialRow, ...]
     noise: SearchFront | None = None
     confirmation: Confirmation | None = None
+    rungs: tuple[RungRow, ...] = ()  # a successive-halving search: one row per rung
+    reached: dict[int, int] = field(default_factory=dict)  # trial number -> highest rung its run reached
 
     @property
     def noise_front(self) -> tuple[TrialRow, ...]:
@@ -207,10 +210,18 @@ def read_study(study: optuna.Study, storage: str | optuna.storages.BaseStorage |
     feasible = [t for t in done if all(c <= 0.0 for c in constraint_values(t))]
     front = {feasible[i].number for i in plain_front([t.values for t in feasible], directions)}
     noise = search_front(feasible, objectives, alpha=alpha)
+    rungs, reached = tuple(rung_table(study)), {}
+    if rungs:  # the front of a scheduled search is read at its top rung; its runs map to their search trials
+        top_runs = front_runs(study)
+        noise = search_front(top_runs, objectives, alpha=alpha)
+        lineage = {t.number: int(t.user_attrs.get("lineage", t.number)) for t in top_runs}
+        noise = replace(noise, trials={k: sorted(lineage[n] for n in v) for k, v in noise.trials.items()})
+        reached = highest_rungs(study)
     rows = tuple(_row(t, objectives, front, noise.on_front()) for t in trials)
     confirmation = read_confirmation(study.study_name, storage) if storage is not None else None
     return StudyData(name=study.study_name, objectives=objectives, directions=directions,
-                     attrs=dict(study.user_attrs), rows=rows, noise=noise, confirmation=confirmation)
+                     attrs=dict(study.user_attrs), rows=rows, noise=noise, confirmation=confirmation,
+                     rungs=rungs, reached=reached)
 
 
 def load(study_name: str, storage: str | None = None, out_root: str | Path = DEFAULT_OUT_ROOT) -> StudyData:

@@ -106,6 +106,23 @@ def _seeds_section(data: StudyData) -> list[str]:
     return lines
 
 
+def _rungs_section(data: StudyData) -> list[str]:
+    """Successive halving: per rung its fidelity, configs, runs, promotions and compute; each trial's top rung."""
+    sched = data.attrs.get("schedule") or {}
+    lines = [f"Scheduler `{sched.get('kind')}`, eta {sched.get('eta')}: the top 1/eta of each rung (noise-aware "
+             "sorting, then crowding distance) continued from its checkpoint to the next. The noise-aware front above "
+             f"is read at rung {max((r.rung for r in data.rungs if r.runs), default=0)}.", "",
+             "| rung | steps | questions | configs | runs | promoted | compute (s) |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.rung} | {r.steps} | {r.questions} | {r.configs} | {r.runs} | {r.promoted} | {r.seconds:.0f} |"
+              for r in data.rungs]
+    by_rung: dict[int, list[int]] = {}
+    for number, rung in sorted(data.reached.items()):
+        by_rung.setdefault(rung, []).append(number)
+    lines += ["", "Highest rung reached: " + "; ".join(f"rung {k}: trials {', '.join(map(str, v))}"
+                                                       for k, v in sorted(by_rung.items()))]
+    return lines
+
+
 def summary_md(data: StudyData, path: Path, files: list[str]) -> Path:
     """The front table, the best trial per objective, seeds against searched trials, and the command."""
     counts = data.counts()
@@ -119,6 +136,8 @@ def summary_md(data: StudyData, path: Path, files: list[str]) -> Path:
               "", "Produced by:", "", "```", str(attrs.get("command", "(the study records no command)")), "```",
               "", f"## Noise-aware front ({len(data.noise_front)} configs)", ""]
     lines += _noise_front_section(data)
+    if data.rungs:
+        lines += ["", "## Successive halving", ""] + _rungs_section(data)
     lines += ["", f"## Plain Pareto front ({len(front)} trials, point estimates: differences may be noise)", ""]
     lines += _table(data, front)
     lines += ["", "## Seed rules: confirmed verdicts", ""] + _seeds_section(data)

@@ -177,3 +177,14 @@ def test_bad_scheduler_options_exit_2_in_one_line(task_file, tiny_model_dir, tmp
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "s").exists()  # nothing touched
+
+
+def test_summary_reports_rungs_and_the_top_rung_front(asha):
+    from reports.build import main as build_main
+
+    assert build_main(["--study", "s", "--out-root", str(asha)]) == 0
+    text = (asha / "s" / "summary.md").read_text()
+    assert "## Successive halving" in text and "read at rung 2" in text
+    study, _ = _studies(asha)
+    for r in rung_table(study):
+        assert f"| {r.rung} | {r.steps} | {r.questions} | {r.configs} | {r.runs} | {r.promoted} |" in text
