@@ -1,0 +1,156 @@
+"""Does successive halving find a better confirmed front for the same compute? Three arms, equal time each:
+
+- ``nsga2``: NSGA-II, every trial at full fidelity, no pruning;
+- ``pruner``: the same with today's median pruner (on accuracy, in a shadow study);
+- ``asha``: NSGA-II proposals under ``--scheduler asha`` (noise-aware promotion, continued training).
+
+Per task and repetition (search seed), each arm searches for ``--minutes`` of trial time (the sum of its trials'
+seconds; a resumed arm gets only what it has left), then its front is confirmed (``search.confirm``: the top
+candidates and rules retrained with fresh seeds, scored on the test split). Reported per arm: hypervolume of the
+confirmed configs (test accuracy, trainable, active) in one normalisation box per task shared by every arm and
+repetition, and configs evaluated per CPU-hour of trial time. Resumable: every study lives under ``--out``.
+
+    python -m benchmarks.scheduler --tasks arc-e,csqa --reps 3 --minutes 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import optuna  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
+
+from objectives.front import hypervolume, normalise, plain_front  # noqa: E402
+from reports.confirmed import read_confirmation  # noqa: E402
+from reports.rungs import rungs_study_name  # noqa: E402
+from search.confirm import main as confirm_main  # noqa: E402
+from search.run import main as search_main  # noqa: E402
+
+ARMS = ("nsga2", "pruner", "asha")
+DIRS = ["maximize", "minimize", "minimize"]
+MAX_TRIALS = 500  # queued per arm; the time limit ends the search long before
+
+
+def storage(out: Path, study: str) -> str:
+    return f"sqlite:///{out / study / 'study.db'}"
+
+
+def spent_seconds(url: str, study: str) -> float:
+    """Trial time an arm has used so far (search study and its rungs; confirmation excluded)."""
+    names = set(optuna.get_all_study_names(storage=url)) if Path(url[len("sqlite:///"):]).is_file() else set()
+    return sum(t.user_attrs.get("seconds", 0.0) for name in (study, rungs_study_name(study)) if name in names
+               for t in optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False))
+
+
+def configs_evaluated(url: str, study: str) -> int:
+    s = optuna.load_study(study_name=study, storage=url)
+    return len({t.user_attrs["config"] for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,
+                                                                                       TrialState.PRUNED))
+                if "config" in t.user_attrs})
+
+
+def run_arm(out: Path, study: str, arm: str, task: str, rep: int, args) -> None:
+    url = storage(out, study)
+    left = args.minutes * 60 - spent_seconds(url, study)
+    if left > 0:
+        argv = ["--space", args.space, "--task", task, "--model", args.model, "--budget", str(MAX_TRIALS),
+                "--budget-hours", str(left / 3600), "--fidelity", str(args.fidelity), "--batch-size",
+                str(args.batch_size), "--eval-examples", str(args.eval_examples), "--study", study, "--out-root",
+                str(out), "--seed", str(rep), "--seed-repeats", "2", "--resume", "--no-report"]
+        argv += {"nsga2": [], "pruner": ["--pruner", "median"], "asha": ["--scheduler", "asha", "--eta", str(args.eta)]}[arm]
+        if search_main(argv) not in (0, 1):
+            raise SystemExit(f"search {study} failed")
+    if confirm_main(["--study", study, "--out-root", str(out), "--top", str(args.confirm), "--seeds",
+                     str(args.confirm_seeds), "--rules", str(args.confirm_rules), "--test-examples",
+                     str(args.test_examples)]) != 0:
+        raise SystemExit(f"confirmation of {study} failed")
+
+
+def confirmed_points(url: str, study: str) -> list[tuple[float, float, float]]:
+    """(test accuracy mean, trainable, active) of every config the arm's confirmation retrained."""
+    conf = read_confirmation(study, url)
+    return [] if conf is None else [(conf.test_interval(c).estimate, c.trainable, c.active) for c in conf.configs]
+
+
+def shared_box(points: list[tuple[float, float, float]]) -> tuple[list[float], list[float]]:
+    pts = np.asarray(points, dtype=float)
+    return [pts[:, 0].max(), pts[:, 1].min(), pts[:, 2].min()], [pts[:, 0].min(), pts[:, 1].max(), pts[:, 2].max()]
+
+
+def front_hypervolume(points, box) -> float:
+    if not points:
+        return 0.0
+    front = [points[i] for i in plain_front(points, DIRS)]
+    return hypervolume(normalise(front, DIRS, box))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", default="arc-e,csqa")
+    p.add_argument("--reps", type=int, default=3, help="repetitions (search seeds 0..reps-1)")
+    p.add_argument("--arms", default=",".join(ARMS))
+    p.add_argument("--minutes", type=float, default=20.0, help="trial time per arm and repetition")
+    p.add_argument("--space", default="hilo")
+    p.add_argument("--model", default="default")
+    p.add_argument("--fidelity", type=int, default=36, help="full fidelity: steps of nsga2's trials, asha's top rung")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--eval-examples", type=int, default=150)
+    p.add_argument("--eta", type=int, default=3)
+    p.add_argument("--confirm", type=int, default=2)
+    p.add_argument("--confirm-seeds", type=int, default=2)
+    p.add_argument("--confirm-rules", type=int, default=1)
+    p.add_argument("--test-examples", type=int, default=500)
+    p.add_argument("--out", default="reports/out/bench-scheduler")
+    p.add_argument("--json", type=Path, default=Path(__file__).with_name("scheduler.json"))
+    args = p.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out, arms = Path(args.out), args.arms.split(",")
+    start, load_before = time.perf_counter(), os.getloadavg()
+    results: dict = {}
+    for task in args.tasks.split(","):
+        tag = Path(task).stem
+        for rep in range(args.reps):
+            for arm in arms:
+                run_arm(out, f"sched-{arm}-{tag}-r{rep}", arm, task, rep, args)
+        runs = {(arm, rep): f"sched-{arm}-{tag}-r{rep}" for arm in arms for rep in range(args.reps)}
+        points = {k: confirmed_points(storage(out, s), s) for k, s in runs.items()}
+        box = shared_box([pt for pts in points.values() for pt in pts])
+        results[tag] = {arm: [{"rep": rep, "hypervolume": front_hypervolume(points[(arm, rep)], box),
+                               "confirmed_configs": len(points[(arm, rep)]),
+                               "configs": configs_evaluated(storage(out, runs[(arm, rep)]), runs[(arm, rep)]),
+                               "trial_seconds": spent_seconds(storage(out, runs[(arm, rep)]), runs[(arm, rep)])}
+                              for rep in range(args.reps)] for arm in arms}
+        results[tag]["box"] = box
+    meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "args": {k: str(v) for k, v in vars(args).items()},
+            "seconds": time.perf_counter() - start, "machine": platform.machine(), "cpus": os.cpu_count(),
+            "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+            "command": "python -m benchmarks.scheduler " + " ".join(sys.argv[1:])}
+    print(f"\n{'task':<7} {'arm':<7} {'rep':>3} {'HV':>7} {'HV / nsga2':>10} {'configs/CPU-h':>13} {'ratio':>6}")
+    for tag, per_arm in results.items():
+        base = {r["rep"]: r for r in per_arm.get("nsga2", [])}
+        for arm in arms:
+            for r in per_arm[arm]:
+                rate = r["configs"] / max(r["trial_seconds"] / 3600, 1e-9)
+                r["configs_per_cpu_hour"] = rate
+                b = base.get(r["rep"])
+                hv_ratio = r["hypervolume"] / b["hypervolume"] if b and b["hypervolume"] > 0 else float("nan")
+                rate_ratio = rate / (b["configs"] / max(b["trial_seconds"] / 3600, 1e-9)) if b else float("nan")
+                print(f"{tag:<7} {arm:<7} {r['rep']:>3} {r['hypervolume']:>7.4f} {hv_ratio:>10.2f} {rate:>13.1f} "
+                      f"{rate_ratio:>6.2f}")
+    args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
