@@ -114,27 +114,44 @@ def _no_larger(small: Candidate, big: Candidate) -> bool:
     return all(s <= b for s, b in zip(small.params, big.params))
 
 
+class _Significance:
+    """Memoised one-sided paired tests between candidates (by key): sorting re-asks the same pairs every peel."""
+
+    def __init__(self, alpha: float, seed_variance: SeedVariance) -> None:
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        self.alpha, self.seed_variance, self._seen = alpha, seed_variance, {}
+
+    def greater(self, a: Candidate, b: Candidate) -> bool:
+        if (a.key, b.key) not in self._seen:
+            self._seen[(a.key, b.key)] = compare(a.values, b.values, seed_variance=self.seed_variance
+                                                 ).significantly_greater(self.alpha)
+        return self._seen[(a.key, b.key)]
+
+
 def earns_place(c: Candidate, others: Sequence[Candidate], *, alpha: float,
-                seed_variance: SeedVariance) -> bool:
+                seed_variance: SeedVariance, _tests: _Significance | None = None) -> bool:
     """``c`` is on the noise-aware front: among configs of the very same size it has the best mean, and it is
     significantly better (paired, one-sided ``alpha``) than every config no larger on every parameter axis."""
+    tests = _tests or _Significance(alpha, seed_variance)
     for o in others:
         if o.key == c.key or not _no_larger(o, c):
             continue
         if tuple(o.params) == tuple(c.params):
             if (o.mean, -o.order) > (c.mean, -c.order):
                 return False
-        elif not compare(c.values, o.values, seed_variance=seed_variance).significantly_greater(alpha):
+        elif not tests.greater(c, o):
             return False
     return True
 
 
 def noise_aware_front(candidates: Sequence[Candidate], *, alpha: float = 0.05,
-                      seed_variance: SeedVariance = UNKNOWN_SEED_VARIANCE) -> list[int]:
+                      seed_variance: SeedVariance = UNKNOWN_SEED_VARIANCE, _tests: _Significance | None = None
+                      ) -> list[int]:
     """Indices of the candidates that earn their place (see ``earns_place``); the smallest always does."""
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    return [i for i, c in enumerate(candidates) if earns_place(c, candidates, alpha=alpha, seed_variance=seed_variance)]
+    tests = _tests or _Significance(alpha, seed_variance)
+    return [i for i, c in enumerate(candidates)
+            if earns_place(c, candidates, alpha=alpha, seed_variance=seed_variance, _tests=tests)]
 
 
 def noise_aware_sort(candidates: Sequence[Candidate], *, alpha: float = 0.05,
@@ -142,11 +159,13 @@ def noise_aware_sort(candidates: Sequence[Candidate], *, alpha: float = 0.05,
     """Noise-aware non-dominated sorting: the noise-aware front, then the front of the rest, and so on.
 
     Every index appears in exactly one front; each peel is non-empty (the smallest config earns its place).
+    Each pair is tested once however many peels ask.
     """
+    tests = _Significance(alpha, seed_variance)
     left, fronts = list(range(len(candidates))), []
     while left:
         pool = [candidates[i] for i in left]
-        front = [left[j] for j in noise_aware_front(pool, alpha=alpha, seed_variance=seed_variance)]
+        front = [left[j] for j in noise_aware_front(pool, alpha=alpha, seed_variance=seed_variance, _tests=tests)]
         fronts.append(front)
         left = [i for i in left if i not in front]
     return fronts
