@@ -73,7 +73,11 @@ def run_search(args: argparse.Namespace, objectives: tuple[str, ...], *, console
                                     alpha=args.alpha)
         console.print(f"scheduler {args.schedule.kind}, eta {args.schedule.eta}: rungs (steps:questions) "
                       f"{args.schedule.text()}; the front is read at the highest rung reached")
-    if args.backend == "ray":
+    if args.backend == "ray" and ctx.promotions is not None:
+        from .ray_scheduled import run_scheduled_on_ray
+
+        run_scheduled_on_ray(study, ctx.promotions.rungs, args, console, cluster)
+    elif args.backend == "ray":
         from .ray_backend import run_with_ray  # optional heavy backend: Ray is imported only when asked for
 
         run_with_ray(study, ctx, args, console, cluster)

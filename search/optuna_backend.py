@@ -55,10 +55,20 @@ def run_with_optuna(study: optuna.Study, ctx: TrialContext, args: argparse.Names
 
 def spawn_worker(args: argparse.Namespace, study_name: str) -> subprocess.Popen:
     """Another process running trials of the same study (same storage), without seeds, confirmation or report."""
+    return subprocess.Popen([sys.executable, "-m", "search.run", *worker_argv(args, study_name)],
+                            stdout=subprocess.DEVNULL)
+
+
+def worker_argv(args: argparse.Namespace, study_name: str, *, replace: dict[str, str] | None = None,
+                drop: tuple[str, ...] = ()) -> list[str]:
+    """The run's own arguments for one more worker of ``study_name``: one process, resuming, no confirmation (the
+    main run confirms) and no report; ``replace`` sets options anew (option -> value), ``drop`` removes some."""
     argv = [a for a in args.argv if a not in ("--resume", "--no-report")]
-    argv = _drop_option(_drop_option(argv, "--workers"), "--study")
-    argv += ["--workers", "1", "--resume", "--no-report", "--confirm", "0", "--study", study_name]  # the main run confirms
-    return subprocess.Popen([sys.executable, "-m", "search.run", *argv], stdout=subprocess.DEVNULL)
+    for name in ("--workers", "--study", "--confirm", *(replace or {}), *drop):
+        argv = _drop_option(argv, name)
+    for name, value in (replace or {}).items():
+        argv += [name, value]
+    return argv + ["--workers", "1", "--resume", "--no-report", "--confirm", "0", "--study", study_name]
 
 
 def _drop_option(argv: list[str], name: str) -> list[str]:

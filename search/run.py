@@ -142,9 +142,6 @@ def check_schedule(args: argparse.Namespace):
         return None
     if args.pruner != "none":
         raise SearchInputError(f"--scheduler {args.scheduler} replaces --pruner; got --pruner {args.pruner} too")
-    if args.backend != "optuna":
-        raise SearchInputError(f"--scheduler {args.scheduler} runs on --backend optuna only (not built for Ray"
-                               f" yet), got --backend {args.backend}")
     if args.budget is None:
         raise SearchInputError(f"--scheduler {args.scheduler} needs --budget N (configs started at rung 0)")
     try:

@@ -127,6 +127,17 @@ def test_two_workers_never_promote_twice(task_file, tiny_model_dir, tmp_path):
     assert len({t.user_attrs["worker"] for t in [*study.get_trials(), *done]}) == 2
 
 
+@pytest.mark.slow
+def test_ray_places_scheduled_workers_that_never_promote_twice(task_file, tiny_model_dir, tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    assert main(_args(task_file, tiny_model_dir, tmp_path, "asha", "1:4,2:8,3:8", "--backend", "ray",
+                      "--workers", "2")) == 0
+    study, rungs = _studies(tmp_path)
+    done = _check_invariants(study, rungs)
+    assert len({t.user_attrs["worker"] for t in [*study.get_trials(), *done]}) == 2  # two Ray worker processes
+
+
 def _running_rung(db):
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
@@ -166,7 +177,6 @@ def test_a_kill_during_a_rung_resumes_and_runs_no_rung_twice(task_file, tiny_mod
 @pytest.mark.parametrize("extra,message", [
     (["--rungs", "1:4,3:8"], "--rungs 1:4,3:8 needs --scheduler"),
     (["--scheduler", "asha", "--pruner", "median"], "replaces --pruner"),
-    (["--scheduler", "asha", "--backend", "ray"], "--backend optuna only"),
     (["--scheduler", "sh", "--rungs", "1:4,2:8"], "the last rung must be"),
     (["--scheduler", "sh", "--rungs", "2:4,1:8,3:8"], "steps must increase"),
     (["--scheduler", "sh", "--eta", "1"], "--eta must be"),
