@@ -27,10 +27,12 @@ def trials_csv(data: StudyData, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     extra = sorted({k for r in data.rows for k in r.metrics} - set(CSV_FIELDS) - set(data.objectives))
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[*CSV_FIELDS, *extra])
+        rung = ["highest_rung"] if data.rungs else []  # a scheduled search: the rung each trial's run reached
+        writer = csv.DictWriter(f, fieldnames=[*CSV_FIELDS, *rung, *extra])
         writer.writeheader()
         for r in data.rows:
             writer.writerow({
+                **({"highest_rung": data.reached.get(r.number, "")} if rung else {}),
                 "number": r.number, "state": r.state, "seed_name": r.seed_name or "", "on_front": int(r.on_front),
                 "on_noise_front": int(r.on_noise_front), "train_seed": "" if r.train_seed is None else r.train_seed,
                 "replicate_of": "" if r.replicate_of is None else r.replicate_of,

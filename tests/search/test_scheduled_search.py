@@ -1,6 +1,7 @@
 """Successive halving end to end on the tiny model: promotions follow the rule, a promoted run equals one trained
 uninterrupted, sh waits for a rung, two workers never promote twice, a kill mid-rung resumes without loss."""
 
+import csv
 import signal
 import sqlite3
 import subprocess
@@ -198,3 +199,6 @@ def test_summary_reports_rungs_and_the_top_rung_front(asha):
     study, _ = _studies(asha)
     for r in rung_table(study):
         assert f"| {r.rung} | {r.steps} | {r.questions} | {r.configs} | {r.runs} | {r.promoted} |" in text
+    with (asha / "s" / "trials.csv").open() as f:
+        rows = {int(r["number"]): int(r["highest_rung"]) for r in csv.DictReader(f)}
+    assert rows == highest_rungs(study)
