@@ -6,15 +6,16 @@ Wrap, don't patch (PEFT): each target linear is replaced by a ``MoLoRALinear`` h
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 from torch import nn
 
-from .config import MoLoRAConfig
+from .config import LayerSpec, MoLoRAConfig
 from .layers import MoLoRALinear, linear_shape
 
 _SAVED_FLAGS = "_hilo_requires_grad"
 _CONFIG_ATTR = "hilo_config"
+ELASTIC_ATTR = "hilo_elastic"  # the maxima of an elastic super-adapter (hilo_core.elastic)
 
 
 def _holds_linear(module: nn.Module) -> bool:
@@ -58,6 +59,17 @@ def inject(model: nn.Module, config: MoLoRAConfig) -> nn.Module:
         ValueError: layer-count mismatch, a target name found in no layer, a target that is not linear,
             or a model that already holds adapters.
     """
+    return wrap_targets(model, config, lambda module, spec: MoLoRALinear(
+        module, spec=spec, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout))
+
+
+def wrap_targets(model: nn.Module, config: MoLoRAConfig,
+                 build: Callable[[nn.Module, LayerSpec], MoLoRALinear]) -> nn.Module:
+    """``inject`` with another wrapper: ``build(linear, config.layers[i])`` replaces each target of layer i.
+
+    The elastic super-adapter (``hilo_core.elastic``) is injected through here, so both share the checks,
+    the freezing and ``eject``. Raises as ``inject`` does.
+    """
     if not isinstance(config, MoLoRAConfig):
         raise TypeError(f"config must be a MoLoRAConfig, got {type(config).__name__}")
     if getattr(model, _CONFIG_ATTR, None) is not None:
@@ -85,8 +97,7 @@ def inject(model: nn.Module, config: MoLoRAConfig) -> nn.Module:
     setattr(model, _SAVED_FLAGS, {n: p.requires_grad for n, p in model.named_parameters()})
     model.requires_grad_(False)
     for block, path, module, i in plan:
-        wrapped = MoLoRALinear(module, spec=config.layers[i], lora_alpha=config.lora_alpha,
-                               lora_dropout=config.lora_dropout)
+        wrapped = build(module, config.layers[i])
         for p in wrapped.adapter_params().values():
             p.requires_grad_(True)
         _set_submodule(block, path, wrapped)
@@ -110,8 +121,9 @@ def eject(model: nn.Module) -> nn.Module:
         for n, p in model.named_parameters():
             p.requires_grad_(flags.get(n, p.requires_grad))
         delattr(model, _SAVED_FLAGS)
-    if hasattr(model, _CONFIG_ATTR):
-        delattr(model, _CONFIG_ATTR)
+    for attr in (_CONFIG_ATTR, ELASTIC_ATTR):
+        if hasattr(model, attr):
+            delattr(model, attr)
     return model
 
 

@@ -16,7 +16,7 @@ from torch import nn
 from .config import LayerSpec
 from .kernels import molora_delta
 from .kernels.reference import loop_delta
-from .routers import build_router
+from .routers import RouterOutput, build_router
 
 _DROP_LEVELS = 1 << 16  # dropout probabilities are resolved to 1/65536: 16 random bits per element
 
@@ -101,7 +101,7 @@ class MoLoRALinear(nn.Module):
         if self.disabled:
             return out
         tokens = x.reshape(-1, self.d_in)
-        routed = self.router(tokens)
+        routed = self.route(tokens)
         self.aux_loss = routed.aux_loss
         if self.track_activity:
             self._record(routed.active)
@@ -110,10 +110,19 @@ class MoLoRALinear(nn.Module):
         if self.training and self.lora_dropout > 0:
             kept, keep = dropout_mask(xd.shape, self.lora_dropout, xd.device)
             xd, alpha = xd * kept, alpha / keep  # one pass forward, one backward
-        A, B, base = self.lora_A.to(dtype), self.lora_B.to(dtype), out.reshape(-1, self.d_out)
+        A, B = (f.to(dtype) for f in self.factors())
+        base = out.reshape(-1, self.d_out)
         if self.use_loop:
             return loop_delta(xd, A, B, routed.weights, self.ranks, alpha, base=base).reshape(out.shape)
         return molora_delta(xd, A, B, routed.weights, self.ranks, alpha, base=base).reshape(out.shape)
+
+    def route(self, tokens: torch.Tensor) -> RouterOutput:
+        """Router weights for ``tokens (tokens, d_in)``; the elastic layer routes over its active experts."""
+        return self.router(tokens)
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stacked ``A (R, d_in)`` and ``B (d_out, R)`` the forward multiplies by."""
+        return self.lora_A, self.lora_B
 
     @torch.no_grad()
     def _record(self, active: torch.Tensor) -> None:
