@@ -2,7 +2,9 @@
 
 - ``nsga2``: NSGA-II, every trial at full fidelity, no pruning;
 - ``pruner``: the same with today's median pruner (on accuracy, in a shadow study);
-- ``asha``: NSGA-II proposals under ``--scheduler asha`` (noise-aware promotion, continued training).
+- ``asha``: NSGA-II proposals under ``--scheduler asha`` (noise-aware promotion, continued training);
+- ``asha-prior``: the same with ``--prior rules`` (the first trials drawn near the seed rules; off by default
+  in search.run until this arm says it helps).
 
 Per task and repetition (search seed), each arm searches for ``--minutes`` of trial time (the sum of its trials'
 seconds; a resumed arm gets only what it has left), then its front is confirmed (``search.confirm``: the top
@@ -37,7 +39,7 @@ from reports.rungs import rungs_study_name  # noqa: E402
 from search.confirm import main as confirm_main  # noqa: E402
 from search.run import main as search_main  # noqa: E402
 
-ARMS = ("nsga2", "pruner", "asha")
+ARMS = ("nsga2", "pruner", "asha", "asha-prior")
 DIRS = ["maximize", "minimize", "minimize"]
 MAX_TRIALS = 500  # queued per arm; the time limit ends the search long before
 
@@ -68,7 +70,9 @@ def run_arm(out: Path, study: str, arm: str, task: str, rep: int, args) -> None:
                 "--budget-hours", str(left / 3600), "--fidelity", str(args.fidelity), "--batch-size",
                 str(args.batch_size), "--eval-examples", str(args.eval_examples), "--study", study, "--out-root",
                 str(out), "--seed", str(rep), "--seed-repeats", "2", "--resume", "--no-report"]
-        argv += {"nsga2": [], "pruner": ["--pruner", "median"], "asha": ["--scheduler", "asha", "--eta", str(args.eta)]}[arm]
+        asha = ["--scheduler", "asha", "--eta", str(args.eta)]
+        argv += {"nsga2": [], "pruner": ["--pruner", "median"], "asha": asha,
+                 "asha-prior": [*asha, "--prior", "rules", "--prior-decay", str(args.prior_decay)]}[arm]
         if search_main(argv) not in (0, 1):
             raise SystemExit(f"search {study} failed")
     if confirm_main(["--study", study, "--out-root", str(out), "--top", str(args.confirm), "--seeds",
@@ -107,6 +111,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--eval-examples", type=int, default=150)
     p.add_argument("--eta", type=int, default=3)
+    p.add_argument("--prior-decay", type=int, default=12, help="asha-prior: trials over which the prior fades")
     p.add_argument("--confirm", type=int, default=2)
     p.add_argument("--confirm-seeds", type=int, default=2)
     p.add_argument("--confirm-rules", type=int, default=1)

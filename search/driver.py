@@ -51,6 +51,7 @@ def run_search(args: argparse.Namespace, objectives: tuple[str, ...], *, console
         "task_columns": args.task_columns,
         "alpha": args.alpha, "seed_repeats": args.seed_repeats,
         SCHEDULE_ATTR: args.schedule.to_dict() if getattr(args, "schedule", None) else None,
+        "prior": asdict(args.prior_spec) if getattr(args, "prior_spec", None) else None,
     }
     cluster = None
     if args.backend == "ray":  # connected first: a cluster that cannot hold one trial leaves the study untouched
@@ -59,7 +60,7 @@ def run_search(args: argparse.Namespace, objectives: tuple[str, ...], *, console
         cluster = connect(args)
     study = prepare_study(location, objectives=objectives, sampler=make_sampler(args.sampler, args.seed),
                           resume=args.resume, attrs=attrs, space=space, budget=args.budget, console=console,
-                          seed_repeats=args.seed_repeats)
+                          seed_repeats=args.seed_repeats, prior=getattr(args, "prior_spec", None))
     ctx = TrialContext(space=space, task=task, fidelity=fidelity, model=args.model, shapes=facts.shapes,
                        objectives=objectives, seed=args.seed,
                        constraint=trainable_constraint(args.max_trainable) if args.max_trainable else None)

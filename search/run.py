@@ -34,6 +34,7 @@ BACKENDS = ("optuna", "ray")
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from .pruning import PRUNERS
+    from .priors import PRIORS
     from .scheduler import SCHEDULERS
 
     p = OneLineParser(prog="python -m search.run", description=__doc__,
@@ -64,6 +65,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scheduler", default="none", choices=SCHEDULERS, help="multi-objective successive halving:"
                    " sh (synchronous) or asha (asynchronous); a trial trains to rung 0 and the top 1/eta of each"
                    " rung (noise-aware sorting) continue from their checkpoints (default: none; docs/scheduler.md)")
+    p.add_argument("--prior", default="none", choices=PRIORS, help="draw the first sampled trials near the seed"
+                   " rules (rules) or AlphaLoRA's allocation, with a probability falling from 1 to 0 over"
+                   " --prior-decay trials (default: none; docs/scheduler.md)")
+    p.add_argument("--prior-decay", type=int, default=None, help="sampled trials over which the prior fades"
+                   " (default: half the budget)")
+    p.add_argument("--prior-keep", type=float, default=0.7, help="chance of keeping each of a prior's parameters")
     p.add_argument("--eta", type=int, default=3, help="reduction factor of --scheduler (default 3)")
     p.add_argument("--rungs", default=None, help="steps:questions per rung, e.g. 4:50,12:100,36:200 (default:"
                    " 3 geometric rungs ending at --fidelity steps and --eval-examples questions)")
@@ -124,6 +131,7 @@ def check_args(args: argparse.Namespace) -> tuple[str, ...]:
         raise SearchInputError(f"--max-trainable must be positive, got {args.max_trainable}")
     check_trial_resources(args)
     args.schedule = check_schedule(args)
+    args.prior_spec = check_prior(args)
     try:
         parse_task_columns(args.task_columns)
     except ValueError as err:
@@ -154,6 +162,20 @@ def check_schedule(args: argparse.Namespace):
         raise SearchInputError(f"--rungs {schedule.text()}: the last rung must be --fidelity:--eval-examples "
                                f"({args.fidelity}:{args.eval_examples}), got {top.steps}:{top.questions}")
     return schedule
+
+
+def check_prior(args: argparse.Namespace):
+    """The ``Prior`` of --prior/--prior-decay/--prior-keep (None without one)."""
+    from .priors import Prior
+
+    if args.prior == "none":
+        return None
+    if args.budget is None:
+        raise SearchInputError(f"--prior {args.prior} needs --budget N (it is drawn when the budget is queued)")
+    try:
+        return Prior(kind=args.prior, decay=args.prior_decay if args.prior_decay is not None else max(1, args.budget // 2), keep=args.prior_keep)
+    except ValueError as err:
+        raise SearchInputError(str(err)) from None
 
 
 def check_trial_resources(args: argparse.Namespace) -> None:

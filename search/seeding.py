@@ -14,6 +14,7 @@ from spaces import Space
 from spaces.seeds import unequal_totals_note
 
 from .study import SearchInputError, StudyLocation, create_or_resume, fail_interrupted, mark_set_up
+from .priors import Prior, queue_with_prior
 from .worker import queue_budget
 
 
@@ -40,7 +41,7 @@ def enqueue_seeds(study: optuna.Study, space: Space, budget: int | None, console
 
 def prepare_study(location: StudyLocation, *, objectives: tuple[str, ...], sampler: optuna.samplers.BaseSampler,
                   resume: bool, attrs: dict[str, Any], space: Space, budget: int | None,
-                  console: Console, seed_repeats: int = 1) -> optuna.Study:
+                  console: Console, seed_repeats: int = 1, prior: Prior | None = None) -> optuna.Study:
     """Create (or resume) the study, fail a stopped run's trials, queue the seeds and then the budget."""
     study = create_or_resume(location, objectives=objectives, directions=[DIRECTIONS[o] for o in objectives],
                              sampler=sampler, resume=resume, attrs=attrs)
@@ -61,7 +62,9 @@ def prepare_study(location: StudyLocation, *, objectives: tuple[str, ...], sampl
         note = unequal_totals_note(attrs["n_layers"]) if mola else None
         if note:
             console.print(f"[yellow]{note}[/]")
-    if budget is not None:
+    if budget is not None and prior is not None:
+        queue_with_prior(study, budget, space, prior, seed=int(attrs.get("seed", 0)))
+    elif budget is not None:
         queue_budget(study, budget)
     mark_set_up(study)
     return study
