@@ -95,6 +95,7 @@ class ElasticMoLoRALinear(MoLoRALinear):
             raise ValueError(problem)
         self.spec, self.ranks, self.disabled = spec, spec.ranks, spec.disabled
         self.lora_dropout = float(lora_dropout)
+        self.aux_loss = None  # the last sub-config's graph: a disabled layer must not hand it on
 
     def route(self, tokens: torch.Tensor) -> RouterOutput:
         n = self.spec.n_experts

@@ -71,13 +71,23 @@ def load_checkpoint(path: str | Path, *, config_json: str, seed: int) -> tuple[d
     Raises:
         ValueError: another format version, config or seed than asked for.
     """
+    saved_config, saved_seed, adapters, state = read_checkpoint(path)
+    if saved_config != config_json or saved_seed != seed:
+        raise ValueError(f"checkpoint {path} is of another run (seed {saved_seed}, config differs: "
+                         f"{saved_config != config_json}); asked for seed {seed}")
+    return adapters, state
+
+
+def read_checkpoint(path: str | Path) -> tuple[str, int, dict[str, torch.Tensor], TrainState]:
+    """``(config_json, seed, adapter weights, TrainState)`` of any checkpoint ``save_checkpoint`` wrote.
+
+    Raises:
+        ValueError: another format version.
+    """
     data = torch.load(Path(path), map_location="cpu", weights_only=True)
     if data.get("format") != FORMAT:
         raise ValueError(f"checkpoint {path}: format {data.get('format')!r}, this version reads {FORMAT}")
-    if data["config"] != config_json or data["seed"] != seed:
-        raise ValueError(f"checkpoint {path} is of another run (seed {data['seed']}, config differs: "
-                         f"{data['config'] != config_json}); asked for seed {seed}")
     state = TrainState(step=int(data["step"]), optimizer=data["optimizer"], rng=data["rng"],
                        recent=[float(x) for x in data["recent"]], tokens=int(data["tokens"]),
                        seconds=float(data["seconds"]))
-    return data["adapters"], state
+    return data["config"], int(data["seed"]), data["adapters"], state

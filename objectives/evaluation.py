@@ -109,9 +109,9 @@ def evaluate(config: MoLoRAConfig, task: Task | str, fidelity: Fidelity, *, seed
     def score(encoded: list[EncodedExample]) -> QuestionRecords:
         nonlocal eval_seconds
         started = time.perf_counter()
-        scores = choice_scores(base, encoded, pad_id=pad_id, device=device, batch_rows=fidelity.eval_batch_size)
+        records = score_questions(base, encoded, pad_id=pad_id, device=device, batch_rows=fidelity.eval_batch_size)
         eval_seconds += time.perf_counter() - started
-        return QuestionRecords.from_scores(scores, [e.answer for e in encoded], question_set_fingerprint(encoded))
+        return records
 
     def report(step: int) -> None:
         nonlocal last_eval
@@ -152,6 +152,13 @@ def evaluate(config: MoLoRAConfig, task: Task | str, fidelity: Fidelity, *, seed
                    steps=result.steps, test_accuracy=test.accuracy if test else None,
                    test_score=test.score if test else None, eval_seconds=eval_seconds,
                    final_loss=result.final_loss, records=val, test_records=test)
+
+
+def score_questions(model: nn.Module, encoded: list[EncodedExample], *, pad_id: int, device: torch.device,
+                    batch_rows: int) -> QuestionRecords:
+    """Per-question records of ``encoded`` under ``model`` as it is: the one scoring path of every evaluation."""
+    scores = choice_scores(model, encoded, pad_id=pad_id, device=device, batch_rows=batch_rows)
+    return QuestionRecords.from_scores(scores, [e.answer for e in encoded], question_set_fingerprint(encoded))
 
 
 def question_set_fingerprint(encoded: list[EncodedExample]) -> str:

@@ -76,12 +76,16 @@ def length_batches(lengths: Sequence[int], batch_size: int, seed: int) -> Iterat
 
 def train(model: nn.Module, examples: Sequence[EncodedExample], fidelity: Fidelity, *, seed: int, pad_id: int,
           device: torch.device, on_step: Callable[[int], None] | None = None, resume: TrainState | None = None,
-          keep_state: bool = False) -> TrainResult:
+          keep_state: bool = False, variants: Callable[[int], Sequence[Callable[[], None]]] | None = None
+          ) -> TrainResult:
     """Train the injected adapters up to ``fidelity.steps``; ``on_step(step)`` runs every ``eval_every``.
 
     ``resume`` continues a paused run (its adapters already loaded into ``model``) from ``resume.step``:
     optimiser moments, dropout's RNG and the data stream go on where they stopped, so k steps + resume to n
     equals n steps uninterrupted, bit for bit on the CPU. ``keep_state`` returns the state to pause here.
+    ``variants(step)`` (super-adapter training, ``objectives.supernet``) lists set-ups, each run before its own
+    forward and backward of every micro-batch of that step; their losses are averaged into one optimiser step
+    (``TrainResult.tokens`` then counts each forward's tokens).
 
     Raises:
         TrialFailed: a non-finite loss or gradient norm.
@@ -106,16 +110,21 @@ def train(model: nn.Module, examples: Sequence[EncodedExample], fidelity: Fideli
         started = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         step_loss = 0.0
+        setups = (None,) if variants is None else tuple(variants(step))
+        forwards = fidelity.grad_accum * len(setups)
         for _ in range(fidelity.grad_accum):
             batch = [examples[i] for i in next(batches)]
-            lm_loss, n_tokens = answer_loss(model, batch, pad_id=pad_id, device=device)
-            loss = lm_loss + fidelity.aux_weight * aux_loss(model).to(lm_loss.device)
-            if not torch.isfinite(loss):
-                raise TrialFailed(f"loss is {loss.item()} at step {step} (lm {lm_loss.item():.4g}); "
-                                  f"lower lr ({fidelity.lr}) or router_lr ({fidelity.router_lr})")
-            (loss / fidelity.grad_accum).backward()
-            step_loss += lm_loss.item() / fidelity.grad_accum
-            tokens += n_tokens
+            for setup in setups:
+                if setup is not None:
+                    setup()
+                lm_loss, n_tokens = answer_loss(model, batch, pad_id=pad_id, device=device)
+                loss = lm_loss + fidelity.aux_weight * aux_loss(model).to(lm_loss.device)
+                if not torch.isfinite(loss):
+                    raise TrialFailed(f"loss is {loss.item()} at step {step} (lm {lm_loss.item():.4g}); "
+                                      f"lower lr ({fidelity.lr}) or router_lr ({fidelity.router_lr})")
+                (loss / forwards).backward()
+                step_loss += lm_loss.item() / forwards
+                tokens += n_tokens
         if fidelity.max_grad_norm > 0:
             norm = torch.nn.utils.clip_grad_norm_(params, fidelity.max_grad_norm)
             if not torch.isfinite(norm):
