@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
 from hilo_core import MoLoRAConfig
@@ -85,6 +86,16 @@ class Promotions:
                                                      "attempt": int(a.get("attempt", 1)) + 1})
         return failed
 
+    def release(self, finished: FrozenTrial) -> None:
+        """A promoted run is stored COMPLETE: its parent's checkpoint will never be read again, so it goes
+        (a kill before this line leaves a file behind, never a ticket without its checkpoint)."""
+        parent = finished.user_attrs.get("from_checkpoint")
+        if finished.state == TrialState.COMPLETE and parent:
+            try:
+                self.store.remove(parent)
+            except ArtifactNotFound:
+                pass  # a re-issued ticket's first attempt may have finished it after all
+
     def _runs_at(self, rung: int) -> list[FrozenTrial]:
         source = self.study if rung == 0 else self.rungs
         return [t for t in source.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -135,6 +146,7 @@ def run_scheduled_worker(study: optuna.Study, promotions: Promotions, *,
             trial = claim_trial(promotions.rungs, ticket)
             if trial is not None:
                 frozen, target = run_one(promotions.rungs, trial, promoted), rung_callbacks
+                promotions.release(frozen)
                 break
         if frozen is None:
             trial = claim(study, budget)

@@ -95,6 +95,17 @@ def test_asha_promotes_by_the_rule_and_a_promoted_run_equals_an_uninterrupted_on
     assert got.gold_prob.tolist() == whole.records.gold_prob.tolist()  # continued = uninterrupted, bit for bit
 
 
+def test_checkpoints_kept_while_a_ticket_may_use_them_and_released_after(asha):
+    study, rungs = _studies(asha)
+    folder = asha / "s" / "checkpoints"
+    waiting = [t for t in rungs.get_trials() if t.state == TrialState.WAITING]
+    done = [t for t in rungs.get_trials() if t.state == TrialState.COMPLETE]
+    assert waiting and all((folder / t.user_attrs["from_checkpoint"]).is_file() for t in waiting)
+    assert done and not any((folder / t.user_attrs["from_checkpoint"]).exists() for t in done)
+    top = [t for t in done if t.user_attrs["rung"] == 2]
+    assert all("checkpoint" not in t.user_attrs for t in top)  # the top rung saves none
+
+
 def test_reports_and_confirmation_read_the_top_rung(asha):
     study, rungs = _studies(asha)
     table = rung_table(study)
