@@ -10,7 +10,7 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -61,7 +61,8 @@ def _peak_memory(device: torch.device) -> int:
 def evaluate(config: MoLoRAConfig, task: Task | str, fidelity: Fidelity, *, seed: int = 0,
              model: str = DEFAULT_MODEL, on_eval: Callable[[int, float], None] | None = None,
              on_records: Callable[[int, QuestionRecords], None] | None = None,
-             resume_from: str | Path | None = None, save_to: str | Path | None = None) -> Metrics:
+             resume_from: str | Path | None = None, save_to: str | Path | None = None,
+             warm_start: Mapping[str, torch.Tensor] | None = None) -> Metrics:
     """Fine-tune ``config``'s adapters on ``task`` for ``fidelity.steps`` and measure them.
 
     Args:
@@ -78,6 +79,8 @@ def evaluate(config: MoLoRAConfig, task: Task | str, fidelity: Fidelity, *, seed
         resume_from: a checkpoint of this config and seed (``save_to`` of an earlier call): training goes on
             from its step to ``fidelity.steps`` instead of starting afresh (successive-halving promotion).
         save_to: write a checkpoint here after training, to continue the run later.
+        warm_start: adapter weights to start from instead of the seed's init, keyed as
+            ``hilo_core.export_subconfig`` gives a sub-config's (exactly this config's adapters).
 
     Returns:
         Metrics; ``accuracy``/``score``/``loss`` and per-question ``records`` on the validation split;
@@ -93,6 +96,8 @@ def evaluate(config: MoLoRAConfig, task: Task | str, fidelity: Fidelity, *, seed
         raise TypeError(f"config must be a MoLoRAConfig, got {type(config).__name__}")
     if not isinstance(fidelity, Fidelity):
         raise TypeError(f"fidelity must be a Fidelity, got {type(fidelity).__name__}")
+    if warm_start is not None and resume_from is not None:
+        raise ValueError("warm_start and resume_from both set: a resumed run continues from its checkpoint's weights")
     task = get_task(task)
     base, tokenizer = base_model(model)
     device = next(base.parameters()).device
@@ -125,8 +130,8 @@ def evaluate(config: MoLoRAConfig, task: Task | str, fidelity: Fidelity, *, seed
     torch.manual_seed(seed)  # adapter init and dropout draw from the global generator
     inject(base, config)
     try:
-        if paused is not None:
-            load_adapter_state(base, paused[0])
+        if paused is not None or warm_start is not None:
+            load_adapter_state(base, paused[0] if paused is not None else dict(warm_start))
         result = train(base, train_set, fidelity, seed=seed, pad_id=pad_id, device=device,
                        on_step=report if on_eval is not None or on_records is not None else None,
                        resume=paused[1] if paused else None, keep_state=save_to is not None)

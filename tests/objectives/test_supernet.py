@@ -160,3 +160,21 @@ def test_misfits_and_standalone_checkpoints_are_refused(setup, trained, tmp_path
     with pytest.raises(ValueError, match="standalone run"):
         score_subconfig(config, task, FIDELITY, checkpoint=tmp_path / "standalone.pt", model=model)
     assert not list(molora_modules(base_model(model)[0]))
+
+
+def test_an_exported_subconfig_warm_starts_standalone_training(setup, trained):
+    model, task = setup
+    whole, _ = trained
+    config = pool()[1]
+    with loaded_supernet(whole, model=model):
+        inside = score_subconfig(config, task, FIDELITY, checkpoint=whole, model=model)
+        _, state = export_subconfig(base_model(model)[0], config)
+    still = replace(FIDELITY, steps=1, lr=1e-12, router_lr=1e-12)  # one step that moves no float32 weight
+    warm = evaluate(config, task, still, seed=3, model=model, warm_start=state)
+    cold = evaluate(config, task, still, seed=3, model=model)
+    torch.testing.assert_close(torch.from_numpy(warm.records.gold_prob), torch.from_numpy(inside.records.gold_prob),
+                               rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(torch.from_numpy(cold.records.gold_prob), torch.from_numpy(inside.records.gold_prob),
+                              rtol=1e-3, atol=1e-4)  # the seed's init (B = 0) is elsewhere
+    with pytest.raises(ValueError, match="warm_start and resume_from"):
+        evaluate(config, task, still, model=model, warm_start=state, resume_from=whole)
