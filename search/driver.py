@@ -4,6 +4,7 @@ backend until the budget is spent, then the report."""
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ def run_search(args: argparse.Namespace, objectives: tuple[str, ...], *, console
         "alpha": args.alpha, "seed_repeats": args.seed_repeats,
         SCHEDULE_ATTR: args.schedule.to_dict() if getattr(args, "schedule", None) else None,
         "prior": asdict(args.prior_spec) if getattr(args, "prior_spec", None) else None,
+        "evaluator": getattr(args, "evaluator", "standard"), "supernet_steps": getattr(args, "supernet_steps", None),
     }
     cluster = None
     if args.backend == "ray":  # connected first: a cluster that cannot hold one trial leaves the study untouched
@@ -74,6 +76,11 @@ def run_search(args: argparse.Namespace, objectives: tuple[str, ...], *, console
                                     alpha=args.alpha)
         console.print(f"scheduler {args.schedule.kind}, eta {args.schedule.eta}: rungs (steps:questions) "
                       f"{args.schedule.text()}; the front is read at the highest rung reached")
+    if attrs["evaluator"] == "one-shot":
+        from .one_shot import prepare_one_shot
+
+        ctx.one_shot = prepare_one_shot(study, location, space=space, task=task, fidelity=fidelity, args=args,
+                                        console=console)
     if args.backend == "ray" and ctx.promotions is not None:
         from .ray_scheduled import run_scheduled_on_ray
 
@@ -85,7 +92,8 @@ def run_search(args: argparse.Namespace, objectives: tuple[str, ...], *, console
     else:
         from .optuna_backend import run_with_optuna
 
-        run_with_optuna(study, ctx, args, console)
+        with ctx.one_shot.loaded() if ctx.one_shot else nullcontext():  # loaded once for all trials here
+            run_with_optuna(study, ctx, args, console)
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     console.print(front_table(study, objectives, alpha=args.alpha))
     if args.confirm and done:

@@ -35,6 +35,7 @@ BACKENDS = ("optuna", "ray")
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from .pruning import PRUNERS
     from .priors import PRIORS
+    from .one_shot import EVALUATORS
     from .scheduler import SCHEDULERS
 
     p = OneLineParser(prog="python -m search.run", description=__doc__,
@@ -74,6 +75,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eta", type=int, default=3, help="reduction factor of --scheduler (default 3)")
     p.add_argument("--rungs", default=None, help="steps:questions per rung, e.g. 4:50,12:100,36:200 (default:"
                    " 3 geometric rungs ending at --fidelity steps and --eval-examples questions)")
+    p.add_argument("--evaluator", default="standard", choices=EVALUATORS, help="standard (train every trial) or"
+                   " one-shot (train one super-adapter over the space first, then score each trial's config inside"
+                   " it; Optuna backend only; docs/one_shot.md)")
+    p.add_argument("--supernet-steps", type=int, default=None, help="one-shot: super-adapter training steps"
+                   " (default: 5 x --fidelity)")
     p.add_argument("--max-trainable", type=float, default=None, help="trainable-parameter budget (constraint)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler, the data split and the training")
     p.add_argument("--backend", default="optuna", choices=BACKENDS)
@@ -130,6 +136,9 @@ def check_args(args: argparse.Namespace) -> tuple[str, ...]:
     if args.max_trainable is not None and not args.max_trainable > 0:
         raise SearchInputError(f"--max-trainable must be positive, got {args.max_trainable}")
     check_trial_resources(args)
+    from .one_shot import check_one_shot
+
+    check_one_shot(args)
     args.schedule = check_schedule(args)
     args.prior_spec = check_prior(args)
     try:

@@ -148,7 +148,8 @@ def create_or_resume(
 
 # study attribute -> the option that sets it; a resumed study must be given the same values
 IDENTITY_OPTIONS = {"task": "--task", "task_columns": "--task-columns", "model": "--model", "space": "--space",
-                    "seed": "--seed", "target_modules": "--targets", "schedule": "--scheduler/--eta/--rungs"}
+                    "seed": "--seed", "target_modules": "--targets", "schedule": "--scheduler/--eta/--rungs",
+                    "evaluator": "--evaluator", "supernet_steps": "--supernet-steps"}
 
 
 def check_same_study(study: optuna.Study, *, objectives: Sequence[str], attrs: dict[str, Any]) -> None:

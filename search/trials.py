@@ -41,6 +41,7 @@ class TrialContext:
     pruning: AccuracyPruning | None = None
     constraint: TrainableConstraint | None = None
     promotions: Any = None  # search.promotion.Promotions of a successive-halving search (trains rung 0)
+    one_shot: Any = None  # search.one_shot.OneShot: trials are scored inside its super-adapter, not trained
 
 
 def replicate_seed(study: optuna.Study, number: int, config_json: str, base_seed: int) -> tuple[int, int | None]:
@@ -122,6 +123,8 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, ...]:
         on_eval = ctx.pruning.start(trial) if ctx.pruning else None
         if ctx.promotions is not None:
             metrics = ctx.promotions.train(trial, config, seed, 0, ctx)
+        elif ctx.one_shot is not None:
+            metrics = ctx.one_shot.score(trial, config)
         else:
             metrics = evaluate(config, ctx.task, ctx.fidelity, seed=seed, model=ctx.model, on_eval=on_eval)
     except BaseException as err:
