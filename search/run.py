@@ -21,7 +21,7 @@ import optuna
 from rich.console import Console
 
 from hilo_core.cli import OneLineParser, one_line, print_error, quiet_hub_logs
-from objectives import DIRECTIONS, TASKS
+from objectives import DIRECTIONS, TASKS, TrialFailed
 from objectives.data_files import parse_task_columns
 from objectives.records import SIGNALS
 
@@ -219,6 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SearchInputError as err:
         print_error("search.run", err)  # one line, whatever HF said
         return 2
+    except TrialFailed as err:  # the one-shot super-adapter's training (a trial's own failure is its trial's)
+        print_error("search.run", f"super-adapter training failed: {err}; finished trials are stored, rerun"
+                                  " with --resume after fixing it")
+        return 1
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/] finished trials are stored; rerun with --resume to continue")
         return 130

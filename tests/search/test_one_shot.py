@@ -147,3 +147,20 @@ def test_flags_one_shot_cannot_run_with_end_in_one_line(extra, says, task_file, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and says in err[0], err
     assert not out.exists()  # nothing touched
+
+
+def test_a_failed_super_adapter_training_ends_in_one_line(task_file, tiny_model_dir, tmp_path, capsys, monkeypatch):
+    """The CLI's handling of TrialFailed from the super-adapter (the loss check itself is tested in train)."""
+    import search.one_shot
+    from objectives import TrialFailed
+
+    def diverge(*args, **kwargs):
+        raise TrialFailed("loss is nan at step 3 (lm nan); lower lr (0.001) or router_lr (0.001)")
+
+    monkeypatch.setattr(search.one_shot, "train_supernet", diverge)
+    args = search_args(task_file, tiny_model_dir, tmp_path, "--budget", "4", "--evaluator", "one-shot",
+                       "--supernet-steps", "2", fidelity=1)
+    assert run_main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert "super-adapter training failed: loss is nan at step 3" in err
+    assert len(err.splitlines()) == 1
