@@ -263,7 +263,10 @@ def search_front(trials: Iterable[TrialLike], objectives: Sequence[str], *, alph
         key, m = t.user_attrs.get("config"), t.user_attrs.get("metrics") or {}
         if records is None or key is None:
             continue
+        one_shot_again = t.user_attrs.get("evaluator") == "one-shot" and key in numbers
         numbers.setdefault(key, []).append(t.number)
+        if one_shot_again:  # scored inside one super-adapter: a re-proposal repeats the same draw, not a new seed
+            continue
         runs.append(Run(key=key, number=t.number, params=tuple(float(m[_PARAM_KEYS[a]]) for a in axes),
                         records=records))
     candidates = group_runs(runs, signal)

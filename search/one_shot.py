@@ -50,6 +50,8 @@ def check_one_shot(args: argparse.Namespace) -> None:
                                    f" {flag} {value}")
     if args.supernet_steps is None:
         args.supernet_steps = STEPS_PER_FIDELITY * args.fidelity
+    # a second copy of a seed rule would score exactly as the first (no training, no seed): no seed variance
+    args.seed_repeats = 1
     if args.supernet_steps <= 0:
         raise SearchInputError(f"--supernet-steps must be a positive integer, got {args.supernet_steps}")
 

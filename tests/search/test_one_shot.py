@@ -164,3 +164,24 @@ def test_a_failed_super_adapter_training_ends_in_one_line(task_file, tiny_model_
     err = capsys.readouterr().err.strip()
     assert "super-adapter training failed: loss is nan at step 3" in err
     assert len(err.splitlines()) == 1
+
+
+def test_one_shot_replicates_are_not_taken_for_seed_variance():
+    """Two one-shot trials of one config score identically; pooling them would claim a seed variance of 0."""
+    import numpy as np
+    from objectives.front import search_front
+    from objectives.records import QuestionRecords
+
+    rng = np.random.default_rng(0)
+
+    class T:
+        def __init__(self, number, key, correct):
+            rec = QuestionRecords(correct=correct, gold_prob=correct.astype(np.float32) * 0.5 + 0.25,
+                                  fingerprint="q")
+            self.number, self.user_attrs = number, {"config": key, "evaluator": "one-shot", "val_records": rec.encode(),
+                                                    "metrics": {"trainable_params": 10 * (number + 1), "active_params": 5}}
+
+    a, b = rng.random(40) < 0.5, rng.random(40) < 0.6
+    sf = search_front([T(0, "a", a), T(1, "b", b), T(2, "a", a)], ["accuracy", "trainable", "active"])
+    assert not sf.seed_variance.known and all(c.values.shape[0] == 1 for c in sf.candidates)
+    assert sf.trials["a"] == [0, 2]  # the re-proposal is still the config's trial
