@@ -38,6 +38,7 @@ from objectives.records import RECORDS_ATTR, TEST_RECORDS_ATTR, QuestionRecords 
 from reports.confirmed import MARGIN, read_confirmation  # noqa: E402
 from search.confirm import Pick, make_objective, queue  # noqa: E402
 from search.run import main as search_main  # noqa: E402
+from search.study import open_storage  # noqa: E402
 from search.worker import run_worker  # noqa: E402
 
 RECHECK_OFFSET = 2000  # recheck seeds: base + 2000 + i, used by neither arm
@@ -112,7 +113,9 @@ def recheck(out: Path, task: str, source_url: str, source_study: str, claims: li
     name = f"trust-recheck-{task}"
     url = storage(out, name)
     (out / name).mkdir(parents=True, exist_ok=True)
-    study = optuna.create_study(study_name=name, storage=url, directions=["maximize"], load_if_exists=True)
+    # heartbeats on: a recheck killed mid-run leaves a RUNNING trial that the rerun must recognise as stale
+    study = optuna.create_study(study_name=name, storage=open_storage(url), directions=["maximize"],
+                                load_if_exists=True)
     source = optuna.load_study(study_name=source_study, storage=source_url)
     for key, value in source.user_attrs.items():
         study.set_user_attr(key, value)
