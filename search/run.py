@@ -66,15 +66,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scheduler", default="none", choices=SCHEDULERS, help="multi-objective successive halving:"
                    " sh (synchronous) or asha (asynchronous); a trial trains to rung 0 and the top 1/eta of each"
                    " rung (noise-aware sorting) continue from their checkpoints (default: none; docs/scheduler.md)")
+    p.add_argument("--eta", type=int, default=3, help="reduction factor of --scheduler (default 3)")
+    p.add_argument("--rungs", default=None, help="steps:questions per rung, e.g. 4:50,12:100,36:200 (default:"
+                   " 3 geometric rungs ending at --fidelity steps and --eval-examples questions)")
     p.add_argument("--prior", default="none", choices=PRIORS, help="draw the first sampled trials near the seed"
                    " rules (rules) or AlphaLoRA's allocation, with a probability falling from 1 to 0 over"
                    " --prior-decay trials (default: none; docs/scheduler.md)")
     p.add_argument("--prior-decay", type=int, default=None, help="sampled trials over which the prior fades"
                    " (default: half the budget)")
     p.add_argument("--prior-keep", type=float, default=0.7, help="chance of keeping each of a prior's parameters")
-    p.add_argument("--eta", type=int, default=3, help="reduction factor of --scheduler (default 3)")
-    p.add_argument("--rungs", default=None, help="steps:questions per rung, e.g. 4:50,12:100,36:200 (default:"
-                   " 3 geometric rungs ending at --fidelity steps and --eval-examples questions)")
     p.add_argument("--evaluator", default="standard", choices=EVALUATORS, help="standard (train every trial) or"
                    " one-shot (train one super-adapter over the space first, then score each trial's config inside"
                    " it; Optuna backend only; docs/one_shot.md)")
