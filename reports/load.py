@@ -20,7 +20,7 @@ from objectives.paired import Interval, mean_interval, wilson_interval
 from objectives.records import QuestionRecords, stored_records
 
 from .confirmed import Confirmation, read_confirmation
-from .rungs import RungRow, front_runs, highest_rungs, rung_table
+from .rungs import SCHEDULE_ATTR, RungRow, highest_rungs, rung_table, runs_by_rung
 
 DEFAULT_OUT_ROOT = "reports/out"
 # objective name -> key of the same quantity in trial.user_attrs["metrics"]
@@ -209,14 +209,15 @@ def read_study(study: optuna.Study, storage: str | optuna.storages.BaseStorage |
     directions = tuple("maximize" if d == StudyDirection.MAXIMIZE else "minimize" for d in study.directions)
     feasible = [t for t in done if all(c <= 0.0 for c in constraint_values(t))]
     front = {feasible[i].number for i in plain_front([t.values for t in feasible], directions)}
-    noise = search_front(feasible, objectives, alpha=alpha)
-    rungs, reached = tuple(rung_table(study)), {}
-    if rungs:  # the front of a scheduled search is read at its top rung; its runs map to their search trials
-        top_runs = front_runs(study)
+    by_rung = runs_by_rung(study) if study.user_attrs.get(SCHEDULE_ATTR) else {}
+    rungs, reached = tuple(rung_table(study, by_rung)), highest_rungs(study, by_rung) if by_rung else {}
+    if by_rung:  # the front of a scheduled search is read at its top rung; its runs map to their search trials
+        top_runs = by_rung[max(by_rung)]
         noise = search_front(top_runs, objectives, alpha=alpha)
         lineage = {t.number: int(t.user_attrs.get("lineage", t.number)) for t in top_runs}
         noise = replace(noise, trials={k: sorted(lineage[n] for n in v) for k, v in noise.trials.items()})
-        reached = highest_rungs(study)
+    else:
+        noise = search_front(feasible, objectives, alpha=alpha)
     rows = tuple(_row(t, objectives, front, noise.on_front()) for t in trials)
     confirmation = read_confirmation(study.study_name, storage) if storage is not None else None
     return StudyData(name=study.study_name, objectives=objectives, directions=directions,

@@ -29,15 +29,20 @@ def rungs_study(study: optuna.Study) -> optuna.Study | None:
     return optuna.load_study(study_name=name, storage=study._storage)
 
 
+def group_by_rung(runs) -> dict[int, list[FrozenTrial]]:
+    """Completed runs keyed by their ``rung`` attribute (a search trial without one is rung 0), rungs in order."""
+    out: dict[int, list[FrozenTrial]] = {}
+    for t in runs:
+        out.setdefault(int(t.user_attrs.get(RUNG_ATTR, 0)), []).append(t)
+    return dict(sorted(out.items()))
+
+
 def runs_by_rung(study: optuna.Study) -> dict[int, list[FrozenTrial]]:
     """Completed runs per rung, rung 0 from the study itself, the others from ``<study>.rungs``."""
-    out: dict[int, list[FrozenTrial]] = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        out.setdefault(int(t.user_attrs.get(RUNG_ATTR, 0)), []).append(t)
     companion = rungs_study(study)
-    for t in companion.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if companion else ():
-        out.setdefault(int(t.user_attrs[RUNG_ATTR]), []).append(t)
-    return dict(sorted(out.items()))
+    done = (TrialState.COMPLETE,)
+    return group_by_rung([*study.get_trials(deepcopy=False, states=done),
+                          *(companion.get_trials(deepcopy=False, states=done) if companion else ())])
 
 
 def top_rung_runs(study: optuna.Study) -> tuple[int, list[FrozenTrial]]:
@@ -72,12 +77,13 @@ class RungRow:
         return dict(self.__dict__)
 
 
-def rung_table(study: optuna.Study) -> list[RungRow]:
-    """Per rung: configs, runs, promotions and compute; empty for a study without a schedule."""
+def rung_table(study: optuna.Study, by_rung: dict[int, list[FrozenTrial]] | None = None) -> list[RungRow]:
+    """Per rung: configs, runs, promotions and compute; empty for a study without a schedule. ``by_rung``:
+    ``runs_by_rung(study)`` when the caller has it already."""
     schedule = study.user_attrs.get(SCHEDULE_ATTR)
     if not schedule:
         return []
-    by_rung = runs_by_rung(study)
+    by_rung = runs_by_rung(study) if by_rung is None else by_rung
     configs = {k: {t.user_attrs.get("config") for t in runs} for k, runs in by_rung.items()}
     rows = []
     for k, (steps, questions) in enumerate(schedule["rungs"]):
@@ -89,11 +95,11 @@ def rung_table(study: optuna.Study) -> list[RungRow]:
     return rows
 
 
-def highest_rungs(study: optuna.Study) -> dict[int, int]:
+def highest_rungs(study: optuna.Study, by_rung: dict[int, list[FrozenTrial]] | None = None) -> dict[int, int]:
     """Search trial number -> the highest rung its run reached (its ``lineage`` in ``.rungs``)."""
     out = {t.number: int(t.user_attrs.get(RUNG_ATTR, 0)) for t in study.get_trials(deepcopy=False)}
-    companion = rungs_study(study)
-    for t in companion.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if companion else ():
-        lineage = int(t.user_attrs["lineage"])
-        out[lineage] = max(out.get(lineage, 0), int(t.user_attrs[RUNG_ATTR]))
+    for rung, runs in (runs_by_rung(study) if by_rung is None else by_rung).items():
+        for t in runs if rung else ():
+            lineage = int(t.user_attrs["lineage"])
+            out[lineage] = max(out.get(lineage, 0), rung)
     return out

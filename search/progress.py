@@ -14,7 +14,7 @@ from hilo_core import MoLoRAConfig
 from objectives.front import search_front
 from objectives.paired import mean_interval, wilson_interval
 from objectives.records import stored_records
-from reports.rungs import SCHEDULE_ATTR, front_runs
+from reports.rungs import SCHEDULE_ATTR, top_rung_runs
 
 FORMATS = {"accuracy": "{:.3f}", "score": "{:.4f}", "loss": "{:.4f}", "trainable": "{:,.0f}", "active": "{:,.0f}"}
 
@@ -61,7 +61,6 @@ class SearchProgress:
         self.progress.console.print(f"trial {trial.number:>3} [cyan]{label:<10}[/] {outcome}  ({seconds:.0f} s)")
         self.progress.update(self.task, advance=1, front=front)
 
-
     def rung(self, _: optuna.Study, trial: FrozenTrial) -> None:
         """A promoted run (``<study>.rungs``) finished: one line; the bar counts configs, not promotions."""
         a = trial.user_attrs
@@ -76,13 +75,15 @@ class SearchProgress:
 def front_table(study: optuna.Study, objectives: Sequence[str], *, alpha: float = 0.05) -> Table:
     """The noise-aware front of ``study``: one row per config (its replicates pooled), the accuracy-side
     signal with its interval (questions, and training seeds once the study has replicates)."""
-    done = {t.number: t for t in front_runs(study)}
-    sf = search_front(done.values(), objectives, alpha=alpha)
-    covers = "questions and training seeds" if sf.seed_variance.known else "questions only"
     where = ""
     if study.user_attrs.get(SCHEDULE_ATTR):
-        top = max((t.user_attrs.get("rung", 0) for t in done.values()), default=0)
+        top, runs = top_rung_runs(study)
         where = f" at rung {top} (trial = run of <study>.rungs above rung 0)"
+    else:
+        runs = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    done = {t.number: t for t in runs}
+    sf = search_front(done.values(), objectives, alpha=alpha)
+    covers = "questions and training seeds" if sf.seed_variance.known else "questions only"
     plain = f"plain front {len(study.best_trials) if done else 0} trials; " if not where else ""
     table = Table(title=f"Noise-aware front of {study.study_name}{where}: {len(sf.front)} configs (alpha {alpha}; "
                         f"{plain}intervals cover {covers})")

@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hilo_core import MoLoRAConfig
 from objectives import Metrics, evaluate
 from objectives.front import search_front
-from reports.rungs import RUNG_ATTR, rungs_study_name
+from reports.rungs import RUNG_ATTR, group_by_rung, rungs_study_name
 
 from .scheduler import Schedule, promoted_count, promotion_order
 from .study import fail_interrupted
@@ -96,11 +96,6 @@ class Promotions:
             except ArtifactNotFound:
                 pass  # a re-issued ticket's first attempt may have finished it after all
 
-    def _runs_at(self, rung: int) -> list[FrozenTrial]:
-        source = self.study if rung == 0 else self.rungs
-        return [t for t in source.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.user_attrs.get(RUNG_ATTR) == rung]
-
     def promotable(self, budget: int | None) -> list[FrozenTrial]:
         """Tickets that may be claimed now, highest rung first, best first within a rung.
 
@@ -112,12 +107,15 @@ class Promotions:
         running = [t.user_attrs.get(RUNG_ATTR) for t in self.rungs.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
         closed = not queued_trials(self.study, budget) and not self.study.get_trials(
             deepcopy=False, states=(TrialState.RUNNING,))
+        done = (TrialState.COMPLETE,)
+        by_rung = group_by_rung([*self.study.get_trials(deepcopy=False, states=done),
+                                 *self.rungs.get_trials(deepcopy=False, states=done)])
         chosen: list[list[FrozenTrial]] = []
         for rung in range(self.schedule.top):
             source = self.study.study_name if rung == 0 else self.rungs.study_name
             picks: list[FrozenTrial] = []
             if self.schedule.kind == "asha" or closed:
-                sf = search_front(self._runs_at(rung), self.objectives, alpha=self.alpha)
+                sf = search_front(by_rung.get(rung, []), self.objectives, alpha=self.alpha)
                 order = promotion_order(sf.candidates, alpha=self.alpha, seed_variance=sf.seed_variance)
                 for i in order[:promoted_count(len(order), self.schedule.eta)]:
                     picks += [tickets[(source, n)] for n in sf.trials[sf.candidates[i].key] if (source, n) in tickets]
