@@ -4,7 +4,10 @@
 - ``pruner``: the same with today's median pruner (on accuracy, in a shadow study);
 - ``asha``: NSGA-II proposals under ``--scheduler asha`` (noise-aware promotion, continued training);
 - ``asha-prior``: the same with ``--prior rules`` (the first trials drawn near the seed rules; off by default
-  in search.run until this arm says it helps).
+  in search.run until this arm says it helps);
+- ``one-shot``: NSGA-II under ``--evaluator one-shot`` (one super-adapter trained first, its seconds charged to the
+  arm's time (as search.run records it: a super-adapter killed and continued is charged its last part only);
+  trials score their config inside it).
 
 Per task and repetition (search seed), each arm searches for ``--minutes`` of trial time (the sum of its trials'
 seconds; a resumed arm gets only what it has left), then its front is confirmed (``search.confirm``: the top
@@ -37,9 +40,10 @@ from objectives.front import hypervolume, normalise, plain_front  # noqa: E402
 from reports.confirmed import read_confirmation  # noqa: E402
 from reports.rungs import rungs_study_name  # noqa: E402
 from search.confirm import main as confirm_main  # noqa: E402
+from search.one_shot import SUPERNET_ATTR  # noqa: E402
 from search.run import main as search_main  # noqa: E402
 
-ARMS = ("nsga2", "pruner", "asha", "asha-prior")
+ARMS = ("nsga2", "pruner", "asha", "asha-prior", "one-shot")
 DIRS = ["maximize", "minimize", "minimize"]
 MAX_TRIALS = 500  # queued per arm; the time limit ends the search long before
 
@@ -49,10 +53,16 @@ def storage(out: Path, study: str) -> str:
 
 
 def spent_seconds(url: str, study: str) -> float:
-    """Trial time an arm has used so far (search study and its rungs; confirmation excluded)."""
+    """Trial time an arm has used so far: its trials, its rungs' runs and a one-shot arm's super-adapter training
+    (confirmation excluded)."""
     names = set(optuna.get_all_study_names(storage=url)) if Path(url[len("sqlite:///"):]).is_file() else set()
-    return sum(t.user_attrs.get("seconds", 0.0) for name in (study, rungs_study_name(study)) if name in names
-               for t in optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False))
+    spent = 0.0
+    for name in (study, rungs_study_name(study)):
+        if name in names:
+            s = optuna.load_study(study_name=name, storage=url)
+            spent += (s.user_attrs.get(SUPERNET_ATTR) or {}).get("seconds", 0.0)
+            spent += sum(t.user_attrs.get("seconds", 0.0) for t in s.get_trials(deepcopy=False))
+    return spent
 
 
 def configs_evaluated(url: str, study: str) -> int:
@@ -62,18 +72,27 @@ def configs_evaluated(url: str, study: str) -> int:
                 if "config" in t.user_attrs})
 
 
+def search_argv(study: str, arm: str, task: str, rep: int, args, *, budget: int, left: float) -> list[str]:
+    argv = ["--space", args.space, "--task", task, "--model", args.model, "--budget", str(budget),
+            "--budget-hours", str(left / 3600), "--fidelity", str(args.fidelity), "--batch-size",
+            str(args.batch_size), "--eval-examples", str(args.eval_examples), "--study", study, "--out-root",
+            str(args.out), "--seed", str(rep), "--seed-repeats", "2", "--resume", "--no-report"]
+    asha = ["--scheduler", "asha", "--eta", str(args.eta)]
+    one_shot = ["--evaluator", "one-shot"] + ([] if args.supernet_steps is None else
+                                              ["--supernet-steps", str(args.supernet_steps)])
+    return argv + {"nsga2": [], "pruner": ["--pruner", "median"], "asha": asha, "one-shot": one_shot,
+                   "asha-prior": [*asha, "--prior", "rules", "--prior-decay", str(args.prior_decay)]}[arm]
+
+
 def run_arm(out: Path, study: str, arm: str, task: str, rep: int, args) -> None:
     url = storage(out, study)
+    if arm == "one-shot" and spent_seconds(url, study) == 0:
+        # train the super-adapter (and score one trial) first, so the search's time limit is what it leaves
+        if search_main(search_argv(study, arm, task, rep, args, budget=1, left=args.minutes * 60)) not in (0, 1):
+            raise SystemExit(f"search {study} failed")
     left = args.minutes * 60 - spent_seconds(url, study)
     if left > 0:
-        argv = ["--space", args.space, "--task", task, "--model", args.model, "--budget", str(MAX_TRIALS),
-                "--budget-hours", str(left / 3600), "--fidelity", str(args.fidelity), "--batch-size",
-                str(args.batch_size), "--eval-examples", str(args.eval_examples), "--study", study, "--out-root",
-                str(out), "--seed", str(rep), "--seed-repeats", "2", "--resume", "--no-report"]
-        asha = ["--scheduler", "asha", "--eta", str(args.eta)]
-        argv += {"nsga2": [], "pruner": ["--pruner", "median"], "asha": asha,
-                 "asha-prior": [*asha, "--prior", "rules", "--prior-decay", str(args.prior_decay)]}[arm]
-        if search_main(argv) not in (0, 1):
+        if search_main(search_argv(study, arm, task, rep, args, budget=MAX_TRIALS, left=left)) not in (0, 1):
             raise SystemExit(f"search {study} failed")
     if confirm_main(["--study", study, "--out-root", str(out), "--top", str(args.confirm), "--seeds",
                      str(args.confirm_seeds), "--rules", str(args.confirm_rules), "--test-examples",
@@ -111,6 +130,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--eval-examples", type=int, default=150)
     p.add_argument("--eta", type=int, default=3)
+    p.add_argument("--supernet-steps", type=int, default=None,
+                   help="one-shot: super-adapter steps (default search.run's: 5 x --fidelity)")
     p.add_argument("--prior-decay", type=int, default=12, help="asha-prior: trials over which the prior fades")
     p.add_argument("--confirm", type=int, default=2)
     p.add_argument("--confirm-seeds", type=int, default=2)
@@ -141,7 +162,7 @@ def main() -> None:
             "seconds": time.perf_counter() - start, "machine": platform.machine(), "cpus": os.cpu_count(),
             "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
             "command": "python -m benchmarks.scheduler " + " ".join(sys.argv[1:])}
-    print(f"\n{'task':<7} {'arm':<7} {'rep':>3} {'HV':>7} {'HV / nsga2':>10} {'configs/CPU-h':>13} {'ratio':>6}")
+    print(f"\n{'task':<7} {'arm':<10} {'rep':>3} {'HV':>7} {'HV / nsga2':>10} {'configs/CPU-h':>13} {'ratio':>6}")
     for tag, per_arm in results.items():
         base = {r["rep"]: r for r in per_arm.get("nsga2", [])}
         for arm in arms:
@@ -151,7 +172,7 @@ def main() -> None:
                 b = base.get(r["rep"])
                 hv_ratio = r["hypervolume"] / b["hypervolume"] if b and b["hypervolume"] > 0 else float("nan")
                 rate_ratio = rate / (b["configs"] / max(b["trial_seconds"] / 3600, 1e-9)) if b else float("nan")
-                print(f"{tag:<7} {arm:<7} {r['rep']:>3} {r['hypervolume']:>7.4f} {hv_ratio:>10.2f} {rate:>13.1f} "
+                print(f"{tag:<7} {arm:<10} {r['rep']:>3} {r['hypervolume']:>7.4f} {hv_ratio:>10.2f} {rate:>13.1f} "
                       f"{rate_ratio:>6.2f}")
     args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
     print(f"wrote {args.json}")
