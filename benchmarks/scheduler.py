@@ -137,6 +137,9 @@ def main() -> None:
     p.add_argument("--confirm-seeds", type=int, default=2)
     p.add_argument("--confirm-rules", type=int, default=1)
     p.add_argument("--test-examples", type=int, default=500)
+    p.add_argument("--analyse-only", action="store_true",
+                   help="search and confirm nothing: report the arms already under --out (e.g. arms run side by side"
+                        " as separate processes, each with --arms ARM)")
     p.add_argument("--out", default="reports/out/bench-scheduler")
     p.add_argument("--json", type=Path, default=Path(__file__).with_name("scheduler.json"))
     args = p.parse_args()
@@ -147,7 +150,7 @@ def main() -> None:
     for task in args.tasks.split(","):
         tag = Path(task).stem
         for rep in range(args.reps):
-            for arm in arms:
+            for arm in arms if not args.analyse_only else ():
                 run_arm(out, f"sched-{arm}-{tag}-r{rep}", arm, task, rep, args)
         runs = {(arm, rep): f"sched-{arm}-{tag}-r{rep}" for arm in arms for rep in range(args.reps)}
         points = {k: confirmed_points(storage(out, s), s) for k, s in runs.items()}
