@@ -56,13 +56,11 @@ def spent_seconds(url: str, study: str) -> float:
     """Trial time an arm has used so far: its trials, its rungs' runs and a one-shot arm's super-adapter training
     (confirmation excluded)."""
     names = set(optuna.get_all_study_names(storage=url)) if Path(url[len("sqlite:///"):]).is_file() else set()
-    spent = 0.0
-    for name in (study, rungs_study_name(study)):
-        if name in names:
-            s = optuna.load_study(study_name=name, storage=url)
-            spent += (s.user_attrs.get(SUPERNET_ATTR) or {}).get("seconds", 0.0)
-            spent += sum(t.user_attrs.get("seconds", 0.0) for t in s.get_trials(deepcopy=False))
-    return spent
+    studies = {name: optuna.load_study(study_name=name, storage=url)
+               for name in (study, rungs_study_name(study)) if name in names}
+    supernet = (studies[study].user_attrs.get(SUPERNET_ATTR) or {}) if study in studies else {}
+    return supernet.get("seconds", 0.0) + sum(t.user_attrs.get("seconds", 0.0) for s in studies.values()
+                                              for t in s.get_trials(deepcopy=False))
 
 
 def configs_evaluated(url: str, study: str) -> int:
@@ -149,9 +147,10 @@ def main() -> None:
     results: dict = {}
     for task in args.tasks.split(","):
         tag = Path(task).stem
-        for rep in range(args.reps):
-            for arm in arms if not args.analyse_only else ():
-                run_arm(out, f"sched-{arm}-{tag}-r{rep}", arm, task, rep, args)
+        if not args.analyse_only:
+            for rep in range(args.reps):
+                for arm in arms:
+                    run_arm(out, f"sched-{arm}-{tag}-r{rep}", arm, task, rep, args)
         runs = {(arm, rep): f"sched-{arm}-{tag}-r{rep}" for arm in arms for rep in range(args.reps)}
         points = {k: confirmed_points(storage(out, s), s) for k, s in runs.items()}
         box = shared_box([pt for pts in points.values() for pt in pts])
