@@ -74,7 +74,7 @@ def search_argv(study: str, arm: str, task: str, rep: int, args, *, budget: int,
     argv = ["--space", args.space, "--task", task, "--model", args.model, "--budget", str(budget),
             "--budget-hours", str(left / 3600), "--fidelity", str(args.fidelity), "--batch-size",
             str(args.batch_size), "--eval-examples", str(args.eval_examples), "--study", study, "--out-root",
-            str(args.out), "--seed", str(rep), "--seed-repeats", "2", "--resume", "--no-report"]
+            str(args.out), "--seed", str(rep), "--seed-repeats", str(args.seed_repeats), "--resume", "--no-report"]
     asha = ["--scheduler", "asha", "--eta", str(args.eta)]
     one_shot = ["--evaluator", "one-shot"] + ([] if args.supernet_steps is None else
                                               ["--supernet-steps", str(args.supernet_steps)])
@@ -128,6 +128,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--eval-examples", type=int, default=150)
     p.add_argument("--eta", type=int, default=3)
+    p.add_argument("--seed-repeats", type=int, default=2, help="training seeds per seed-rule config")
     p.add_argument("--supernet-steps", type=int, default=None,
                    help="one-shot: super-adapter steps (default search.run's: 5 x --fidelity)")
     p.add_argument("--prior-decay", type=int, default=12, help="asha-prior: trials over which the prior fades")

@@ -40,7 +40,7 @@ def test_spent_seconds_sums_trials_rungs_and_the_super_adapter(tmp_path, superne
 
 def test_each_arm_passes_its_own_flags():
     args = Namespace(space="hilo", model="m", fidelity=12, batch_size=8, eval_examples=100, out="o", eta=3,
-                     prior_decay=12, supernet_steps=24)
+                     prior_decay=12, supernet_steps=24, seed_repeats=1)
     argv = {arm: bench.search_argv("s", arm, "csqa", 1, args, budget=5, left=1800.0) for arm in bench.ARMS}
     assert argv["nsga2"][argv["nsga2"].index("--budget-hours") + 1] == str(0.5)
     assert "--pruner" in argv["pruner"] and "--scheduler" not in argv["pruner"]
@@ -48,3 +48,4 @@ def test_each_arm_passes_its_own_flags():
     assert "--prior" in argv["asha-prior"] and "--prior" not in argv["asha"]
     assert argv["one-shot"][-4:] == ["--evaluator", "one-shot", "--supernet-steps", "24"]
     assert all("--evaluator" not in a for arm, a in argv.items() if arm != "one-shot")
+    assert all(a[a.index("--seed-repeats") + 1] == "1" for a in argv.values())
