@@ -109,7 +109,8 @@ class MoLoRALinear(nn.Module):
         xd, alpha = tokens.to(dtype), self.lora_alpha
         if self.training and self.lora_dropout > 0:
             kept, keep = dropout_mask(xd.shape, self.lora_dropout, xd.device)
-            xd, alpha = xd * kept, alpha / keep  # one pass forward, one backward
+            # a float mask, cast once: multiplying by the bool mask casts it again in the backward
+            xd, alpha = xd * kept.to(xd.dtype), alpha / keep
         A, B = (f.to(dtype) for f in self.factors())
         base = out.reshape(-1, self.d_out)
         if self.use_loop:
