@@ -26,6 +26,7 @@ import os
 import platform
 import sys
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -38,7 +39,8 @@ from optuna.trial import TrialState  # noqa: E402
 
 from objectives.front import hypervolume, normalise, plain_front  # noqa: E402
 from reports.confirmed import read_confirmation  # noqa: E402
-from reports.rungs import rungs_study_name  # noqa: E402
+from objectives.paired import compare, pooled_seed_variance  # noqa: E402
+from reports.rungs import rung_table, rungs_study_name  # noqa: E402
 from search.confirm import main as confirm_main  # noqa: E402
 from search.one_shot import SUPERNET_ATTR  # noqa: E402
 from search.run import main as search_main  # noqa: E402
@@ -104,6 +106,28 @@ def confirmed_points(url: str, study: str) -> list[tuple[float, float, float]]:
     return [] if conf is None else [(conf.test_interval(c).estimate, c.trainable, c.active) for c in conf.configs]
 
 
+def arm_details(url: str, study: str) -> dict:
+    """What an arm's run left: its confirmed configs (test accuracy with interval, sizes), its trials by state and,
+    for a scheduled arm, its rungs (configs, runs, promotions, seconds)."""
+    conf = read_confirmation(study, url)
+    s = optuna.load_study(study_name=study, storage=url)
+    return {"confirmed": conf.table() if conf else [], "covers": conf.covers() if conf else "",
+            "trials": dict(Counter(t.state.name for t in s.get_trials(deepcopy=False))),
+            "rungs": [r.to_dict() for r in rung_table(s)]}
+
+
+def best_versus(url: str, study: str, base_url: str, base_study: str) -> dict | None:
+    """The arm's pick (its best confirmed candidate, chosen on validation) against the base arm's pick, paired on
+    the same test questions; the seed variance pooled over both confirmations' configs."""
+    conf, base = read_confirmation(study, url), read_confirmation(base_study, base_url)
+    a, b = (conf.best_candidate() if conf else None), (base.best_candidate() if base else None)
+    if a is None or b is None:
+        return None
+    c = compare(a.test, b.test, seed_variance=pooled_seed_variance([x.test for x in conf.configs + base.configs]))
+    return {"pick": a.label, "base_pick": b.label, "delta": c.delta, "low": c.low, "high": c.high,
+            "questions": c.n_questions, "separable": not (c.low <= 0.0 <= c.high)}
+
+
 def shared_box(points: list[tuple[float, float, float]]) -> tuple[list[float], list[float]]:
     pts = np.asarray(points, dtype=float)
     return [pts[:, 0].max(), pts[:, 1].min(), pts[:, 2].min()], [pts[:, 0].min(), pts[:, 1].max(), pts[:, 2].max()]
@@ -158,14 +182,19 @@ def main() -> None:
         results[tag] = {arm: [{"rep": rep, "hypervolume": front_hypervolume(points[(arm, rep)], box),
                                "confirmed_configs": len(points[(arm, rep)]),
                                "configs": configs_evaluated(storage(out, runs[(arm, rep)]), runs[(arm, rep)]),
-                               "trial_seconds": spent_seconds(storage(out, runs[(arm, rep)]), runs[(arm, rep)])}
+                               "trial_seconds": spent_seconds(storage(out, runs[(arm, rep)]), runs[(arm, rep)]),
+                               **arm_details(storage(out, runs[(arm, rep)]), runs[(arm, rep)]),
+                               "pick_vs_nsga2": None if arm == "nsga2" or "nsga2" not in arms else best_versus(
+                                   storage(out, runs[(arm, rep)]), runs[(arm, rep)],
+                                   storage(out, runs[("nsga2", rep)]), runs[("nsga2", rep)])}
                               for rep in range(args.reps)] for arm in arms}
         results[tag]["box"] = box
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "args": {k: str(v) for k, v in vars(args).items()},
             "seconds": time.perf_counter() - start, "machine": platform.machine(), "cpus": os.cpu_count(),
             "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
             "command": "python -m benchmarks.scheduler " + " ".join(sys.argv[1:])}
-    print(f"\n{'task':<7} {'arm':<10} {'rep':>3} {'HV':>7} {'HV / nsga2':>10} {'configs/CPU-h':>13} {'ratio':>6}")
+    print(f"\n{'task':<7} {'arm':<10} {'rep':>3} {'HV':>7} {'HV / nsga2':>10} {'configs/CPU-h':>13} {'ratio':>6}"
+          f"  pick vs nsga2's pick (test, paired)")
     for tag, per_arm in results.items():
         base = {r["rep"]: r for r in per_arm.get("nsga2", [])}
         for arm in arms:
@@ -175,8 +204,11 @@ def main() -> None:
                 b = base.get(r["rep"])
                 hv_ratio = r["hypervolume"] / b["hypervolume"] if b and b["hypervolume"] > 0 else float("nan")
                 rate_ratio = rate / (b["configs"] / max(b["trial_seconds"] / 3600, 1e-9)) if b else float("nan")
+                v = r["pick_vs_nsga2"]
+                versus = "" if v is None else (f"  {v['pick']} vs {v['base_pick']}: {v['delta'] * 100:+.1f} points "
+                                               f"[{v['low'] * 100:+.1f}, {v['high'] * 100:+.1f}], n={v['questions']}")
                 print(f"{tag:<7} {arm:<10} {r['rep']:>3} {r['hypervolume']:>7.4f} {hv_ratio:>10.2f} {rate:>13.1f} "
-                      f"{rate_ratio:>6.2f}")
+                      f"{rate_ratio:>6.2f}{versus}")
     args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
     print(f"wrote {args.json}")
 
