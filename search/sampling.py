@@ -15,7 +15,8 @@ class _PicklableLocks:
     Found by type, not by attribute name, so no private name of Optuna's is relied on."""
 
     def __getstate__(self) -> object:
-        state = super().__getstate__()
+        parent = getattr(super(), "__getstate__", None)  # object.__getstate__ exists from Python 3.11 on
+        state = parent() if parent is not None else self.__dict__
         if not isinstance(state, dict):
             return state
         return {k: _FreshLock(_LOCKS[type(v)]) if type(v) in _LOCKS else v for k, v in state.items()}
