@@ -38,7 +38,7 @@ import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
 from objectives.front import hypervolume, normalise, plain_front  # noqa: E402
-from reports.confirmed import read_confirmation  # noqa: E402
+from reports.confirmed import Confirmation, read_confirmation  # noqa: E402
 from objectives.paired import compare, pooled_seed_variance  # noqa: E402
 from reports.rungs import rung_table, rungs_study_name  # noqa: E402
 from search.confirm import main as confirm_main  # noqa: E402
@@ -100,26 +100,23 @@ def run_arm(out: Path, study: str, arm: str, task: str, rep: int, args) -> None:
         raise SystemExit(f"confirmation of {study} failed")
 
 
-def confirmed_points(url: str, study: str) -> list[tuple[float, float, float]]:
+def confirmed_points(conf: Confirmation | None) -> list[tuple[float, float, float]]:
     """(test accuracy mean, trainable, active) of every config the arm's confirmation retrained."""
-    conf = read_confirmation(study, url)
     return [] if conf is None else [(conf.test_interval(c).estimate, c.trainable, c.active) for c in conf.configs]
 
 
-def arm_details(url: str, study: str) -> dict:
+def arm_details(url: str, study: str, conf: Confirmation | None) -> dict:
     """What an arm's run left: its confirmed configs (test accuracy with interval, sizes), its trials by state and,
     for a scheduled arm, its rungs (configs, runs, promotions, seconds)."""
-    conf = read_confirmation(study, url)
     s = optuna.load_study(study_name=study, storage=url)
     return {"confirmed": conf.table() if conf else [], "covers": conf.covers() if conf else "",
             "trials": dict(Counter(t.state.name for t in s.get_trials(deepcopy=False))),
             "rungs": [r.to_dict() for r in rung_table(s)]}
 
 
-def best_versus(url: str, study: str, base_url: str, base_study: str) -> dict | None:
+def best_versus(conf: Confirmation | None, base: Confirmation | None) -> dict | None:
     """The arm's pick (its best confirmed candidate, chosen on validation) against the base arm's pick, paired on
     the same test questions; the seed variance pooled over both confirmations' configs."""
-    conf, base = read_confirmation(study, url), read_confirmation(base_study, base_url)
     a, b = (conf.best_candidate() if conf else None), (base.best_candidate() if base else None)
     if a is None or b is None:
         return None
@@ -177,16 +174,17 @@ def main() -> None:
                 for arm in arms:
                     run_arm(out, f"sched-{arm}-{tag}-r{rep}", arm, task, rep, args)
         runs = {(arm, rep): f"sched-{arm}-{tag}-r{rep}" for arm in arms for rep in range(args.reps)}
-        points = {k: confirmed_points(storage(out, s), s) for k, s in runs.items()}
+        urls = {k: storage(out, s) for k, s in runs.items()}
+        confs = {k: read_confirmation(s, urls[k]) for k, s in runs.items()}  # each read once
+        points = {k: confirmed_points(conf) for k, conf in confs.items()}
         box = shared_box([pt for pts in points.values() for pt in pts])
         results[tag] = {arm: [{"rep": rep, "hypervolume": front_hypervolume(points[(arm, rep)], box),
                                "confirmed_configs": len(points[(arm, rep)]),
-                               "configs": configs_evaluated(storage(out, runs[(arm, rep)]), runs[(arm, rep)]),
-                               "trial_seconds": spent_seconds(storage(out, runs[(arm, rep)]), runs[(arm, rep)]),
-                               **arm_details(storage(out, runs[(arm, rep)]), runs[(arm, rep)]),
+                               "configs": configs_evaluated(urls[(arm, rep)], runs[(arm, rep)]),
+                               "trial_seconds": spent_seconds(urls[(arm, rep)], runs[(arm, rep)]),
+                               **arm_details(urls[(arm, rep)], runs[(arm, rep)], confs[(arm, rep)]),
                                "pick_vs_nsga2": None if arm == "nsga2" or "nsga2" not in arms else best_versus(
-                                   storage(out, runs[(arm, rep)]), runs[(arm, rep)],
-                                   storage(out, runs[("nsga2", rep)]), runs[("nsga2", rep)])}
+                                   confs[(arm, rep)], confs[("nsga2", rep)])}
                               for rep in range(args.reps)] for arm in arms}
         results[tag]["box"] = box
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "args": {k: str(v) for k, v in vars(args).items()},

@@ -16,10 +16,8 @@ def _objective(trial: optuna.Trial) -> tuple[float, float]:
     return x * y, (1 - x) + y / 8
 
 
-def _proposals(sampler: optuna.samplers.BaseSampler, warm: list[dict] | None = None) -> list[dict]:
+def _proposals(sampler: optuna.samplers.BaseSampler) -> list[dict]:
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
-    for params in warm or []:
-        study.enqueue_trial(params)
     study.optimize(_objective, n_trials=24)
     return [t.params for t in study.trials]
 
