@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ from rich.console import Console
 
 from .progress import SearchProgress
 from .study import finished_count
+from .threads import threads_per_worker, torch_threads
 from .timeout import time_limit
 from .promotion import run_scheduled_worker
 from .trials import TrialContext, run_promoted, run_trial
@@ -28,13 +30,14 @@ def run_with_optuna(study: optuna.Study, ctx: TrialContext, args: argparse.Names
         return
     timeout = args.budget_hours * 3600 if args.budget_hours else None
     n_helpers = args.workers - 1 if args.budget is None else min(args.workers - 1, max(queued - 1, 0))
-    helpers = [spawn_worker(args, study.study_name) for _ in range(n_helpers)]
+    threads = threads_per_worker(args.threads, args.workers)  # threads shared out, not each worker all of them
+    helpers = [spawn_worker(args, study.study_name, threads) for _ in range(n_helpers)]
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
         with time_limit(args.trial_timeout):
             return run_trial(trial, ctx)
 
-    with SearchProgress(total=args.budget or 0, done=finished_count(study), objectives=ctx.objectives,
-                        console=console) as progress:
+    with torch_threads(threads), SearchProgress(total=args.budget or 0, done=finished_count(study),
+                                                objectives=ctx.objectives, console=console) as progress:
         if ctx.promotions is None:
             run_worker(study, objective, budget=args.budget, timeout=timeout, callbacks=[progress])
         else:
@@ -53,10 +56,13 @@ def run_with_optuna(study: optuna.Study, ctx: TrialContext, args: argparse.Names
             wait_for_others(ctx.promotions.rungs, console)
 
 
-def spawn_worker(args: argparse.Namespace, study_name: str) -> subprocess.Popen:
-    """Another process running trials of the same study (same storage), without seeds, confirmation or report."""
-    return subprocess.Popen([sys.executable, "-m", "search.run", *worker_argv(args, study_name)],
-                            stdout=subprocess.DEVNULL)
+def spawn_worker(args: argparse.Namespace, study_name: str, threads: int | None = None) -> subprocess.Popen:
+    """Another process running trials of the same study (same storage), without seeds, confirmation or report;
+    ``threads``: its torch threads (also its ``OMP_NUM_THREADS``, read when torch loads), None for the default."""
+    replace = None if threads is None else {"--threads": str(threads)}
+    env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    return subprocess.Popen([sys.executable, "-m", "search.run", *worker_argv(args, study_name, replace=replace)],
+                            stdout=subprocess.DEVNULL, env=env)
 
 
 def worker_argv(args: argparse.Namespace, study_name: str, *, replace: dict[str, str] | None = None,

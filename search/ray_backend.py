@@ -81,7 +81,10 @@ def _train(params: dict[str, Any], *, job: WorkerJob) -> None:
     where = node_identity()
     worker = f"{worker_name()} (Ray node {where['node_ip']})"
     model, _ = base_model(job.model)  # once per worker process: Tune reuses the actor for the next trial
-    tune.report({"step": 0, STARTED_KEY: where["node_id"], "worker": worker, "model_object": id(model)})
+    import torch
+
+    tune.report({"step": 0, STARTED_KEY: where["node_id"], "worker": worker, "model_object": id(model),
+                 "threads": torch.get_num_threads()})  # Ray sets OMP_NUM_THREADS to the trial's CPUs
     config = MoLoRAConfig.from_json(params[CONFIG_KEY])
     try:
         task = get_task(job.task, seed=job.seed, columns=job.task_columns)
@@ -123,6 +126,7 @@ def _classes():
         def on_trial_result(self, trial_id: str, result: dict) -> None:
             if STARTED_KEY in result and trial_id in self._ot_trials:  # where it runs, while it runs
                 self._ot_trials[trial_id].set_user_attr("worker", result["worker"])
+                self._ot_trials[trial_id].set_user_attr("threads", int(result["threads"]))
             super().on_trial_result(trial_id, result)
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:

@@ -84,6 +84,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler, the data split and the training")
     p.add_argument("--backend", default="optuna", choices=BACKENDS)
     p.add_argument("--workers", type=int, default=1, help="parallel trials (processes / Ray trials)")
+    p.add_argument("--threads", type=int, default=None, help="Optuna backend: torch CPU threads per worker"
+                   " (default: torch's threads divided among --workers, or OMP_NUM_THREADS when it is set; a Ray"
+                   " trial gets --cpus-per-trial threads)")
     p.add_argument("--ray-address", default=None, help="existing Ray cluster: the head's host:port (ray start"
                    " --head --port), or ray://host:port; default: a local Ray (see docs/cluster.md)")
     p.add_argument("--cpus-per-trial", type=float, default=None, help="Ray: CPUs each trial holds, fractions"
@@ -196,6 +199,11 @@ def check_trial_resources(args: argparse.Namespace) -> None:
         raise SearchInputError(f"--cpus-per-trial must be positive (fractions allowed), got {args.cpus_per_trial}")
     if args.gpus_per_trial is not None and not args.gpus_per_trial >= 0:
         raise SearchInputError(f"--gpus-per-trial must be 0 or positive (fractions allowed), got {args.gpus_per_trial}")
+    if args.threads is not None and not args.threads > 0:
+        raise SearchInputError(f"--threads must be a positive integer, got {args.threads}")
+    if args.threads is not None and args.backend != "optuna":
+        raise SearchInputError(f"--threads applies to --backend optuna only (Ray gives each trial --cpus-per-trial"
+                               f" threads), got --backend {args.backend}")
     for flag, value in (("--cpus-per-trial", args.cpus_per_trial), ("--gpus-per-trial", args.gpus_per_trial)):
         if value is not None and args.backend != "ray":
             raise SearchInputError(f"{flag} applies to --backend ray only, got --backend {args.backend}")

@@ -1,10 +1,21 @@
-"""The Optuna sampler for ``--sampler``; budget constraints reach it through ``trial.set_constraint``."""
+"""The Optuna sampler for ``--sampler``; budget constraints reach it through ``trial.set_constraint``.
+
+Each trial is sampled by a sampler seeded from (``--seed``, trial number), not by one random stream per
+process: every worker process of a study starts with the same ``--seed``, and one stream each made a
+helper's first trial a copy of the main process's first (same parameters, a wasted trial). A trial's
+proposal now depends only on its number and the finished trials in the storage, whichever process runs it.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import numpy as np
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
 
 _LOCKS = {type(threading.Lock()): threading.Lock, type(threading.RLock()): threading.RLock}
 
@@ -40,8 +51,7 @@ class NSGAIISampler(_PicklableLocks, optuna.samplers.NSGAIISampler):
     """Optuna's NSGA-II, picklable under every Optuna >= 5.0."""
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """NSGA-II, TPE, GP or random search, seeded so a run repeats."""
+def _base_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     if name == "nsga2":
         return NSGAIISampler(seed=seed, population_size=8)
     if name == "tpe":
@@ -49,3 +59,73 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed)
     return optuna.samplers.RandomSampler(seed=seed)
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The seed of trial ``number``'s sampler: independent streams for distinct (seed, number) pairs."""
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """``make(trial_seed(seed, n))`` samples trial ``n`` (made at its ``before_trial``, dropped after it), so
+    trials in flight at once, in threads or in a Ray driver, each have their own."""
+
+    def __init__(self, make: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
+        self.make, self.seed = make, seed
+        self._live: dict[int, optuna.samplers.BaseSampler] = {}
+        self._lock = threading.Lock()
+
+    def _for(self, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
+        with self._lock:
+            if trial.number not in self._live:
+                self._live[trial.number] = self.make(trial_seed(self.seed, trial.number))
+            return self._live[trial.number]
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._for(trial).before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self._for(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return self._for(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        try:
+            self._for(trial).after_trial(study, trial, state, values)
+        finally:
+            with self._lock:
+                self._live.pop(trial.number, None)
+
+    def reseed_rng(self) -> None:
+        """Optuna calls this in each thread of ``optimize(n_jobs>1)``; the per-trial seeds already differ."""
+
+    def __getstate__(self) -> dict:
+        """Pickled (Ray Tune pickles its searcher) without the lock; samplers of trials in flight go along."""
+        return {"make": self.make, "seed": self.seed, "_live": dict(self._live)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """NSGA-II, TPE, GP or random search; each trial sampled with a seed from ``seed`` and its number, so a run
+    repeats and no worker process replays another's random stream."""
+    return TrialSeededSampler(_SamplerFactory(name), seed)
+
+
+class _SamplerFactory:
+    """``--sampler`` name -> seeded sampler; a class, not a lambda, so the sampler pickles without cloudpickle."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, seed: int) -> optuna.samplers.BaseSampler:
+        return _base_sampler(self.name, seed)

@@ -117,6 +117,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, ...]:
     start = time.perf_counter()
     on_eval = None
     trial.set_user_attr("worker", worker_name())
+    trial.set_user_attr("threads", torch.get_num_threads())
     try:
         config = ctx.space.sample(trial)
         seed = record_config(trial, config, ctx)
@@ -148,6 +149,7 @@ def run_promoted(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, ...]:
     ticket's rung, record the result as every trial does."""
     start = time.perf_counter()
     trial.set_user_attr("worker", worker_name())
+    trial.set_user_attr("threads", torch.get_num_threads())
     a = trial.user_attrs
     try:
         metrics = ctx.promotions.train(trial, MoLoRAConfig.from_json(a["config"]), int(a["train_seed"]),

@@ -62,11 +62,13 @@ def _case_args(case, tmp_path):
         "fidelity": (["--fidelity", "2"], "a resumed study keeps its fidelity"),
         "study-name": (["--study", "../s"], "--study must be a plain name"),
         "workers": (["--workers", "0"], "--workers must be a positive integer"),
+        "threads0": (["--threads", "0"], "--threads must be a positive integer, got 0"),
+        "threads-ray": (["--threads", "2", "--backend", "ray"], "--threads applies to --backend optuna only"),
     }[kind]
 
 
 CASES = ["space", "task", "model", "scheme", "budget0", "budget-neg", "hours0", "objectives", "fidelity",
-         "study-name", "workers", *(f"space-file:{n}" for n in SPACE_FILES),
+         "study-name", "workers", "threads0", "threads-ray", *(f"space-file:{n}" for n in SPACE_FILES),
          *(f"data-file:{n}" for n in DATA_FILES)]
 
 

@@ -7,6 +7,7 @@ from collections import Counter
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from search.run import main
@@ -32,11 +33,15 @@ def _check_exact_budget(study):
 
 @pytest.mark.slow
 def test_local_workers_share_one_sqlite_study(task_file, tiny_model_dir, tmp_path):
+    threads_before = torch.get_num_threads()
+    # 3 threads: neither this process's count nor a fresh process's default on the machines we run on
     assert main(search_args(task_file, tiny_model_dir, tmp_path, "--budget", str(BUDGET), "--workers", "2",
-                            fidelity=30)) == 0
+                            "--threads", "3", fidelity=30)) == 0
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/s/study.db")
     per_worker = _check_exact_budget(study)
     assert len(per_worker) == 2, per_worker  # the helper process ran trials too
+    assert {t.user_attrs["threads"] for t in study.get_trials()} == {3}  # the helper was given them too
+    assert torch.get_num_threads() == threads_before  # an in-process search leaves the caller's count
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ pytest.importorskip("ray")
 @pytest.mark.slow
 def test_ray_backend_matches_optuna_backend(task_file, tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # Ray then sets it to each trial's CPUs
     common = ["--space", "mola", "--task", str(task_file), "--model", str(tiny_model_dir), "--budget", "5",
               "--fidelity", "2", "--batch-size", "4", "--eval-examples", "8", "--no-report",
               "--out-root", str(tmp_path)]
@@ -21,6 +22,7 @@ def test_ray_backend_matches_optuna_backend(task_file, tiny_model_dir, tmp_path,
     trials = {n: s.get_trials() for n, s in studies.items()}
     assert len(trials["ray"]) == len(trials["opt"]) == 5
     assert all(t.state == TrialState.COMPLETE for t in trials["ray"])
+    assert {t.user_attrs["threads"] for t in trials["ray"]} == {1}  # Ray's OMP_NUM_THREADS for 1 CPU per trial
     for a, b in zip(trials["opt"], trials["ray"]):
         assert set(a.user_attrs) == set(b.user_attrs)
         assert set(a.params) == set(b.params)
