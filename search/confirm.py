@@ -9,6 +9,8 @@ change. Killed, it resumes: only the (config, seed) runs not yet finished are qu
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import warnings
 from dataclasses import dataclass, replace
@@ -27,9 +29,10 @@ from objectives.records import RECORDS_ATTR, TEST_RECORDS_ATTR
 from reports.confirmed import confirm_study_name
 from reports.rungs import SCHEDULE_ATTR, front_runs, runs_by_rung
 
-from .study import DEFAULT_OUT_ROOT, SearchInputError, locate, open_storage
-from .trials import failure_reason
-from .worker import run_worker
+from .study import DEFAULT_OUT_ROOT, SearchInputError, fail_interrupted, locate, open_storage
+from .threads import threads_per_worker, torch_threads
+from .trials import failure_reason, worker_name
+from .worker import run_worker, wait_for_others
 
 SEED_OFFSET = 1000  # confirmation seeds are base + 1000 + i: never a seed the search's replicates used
 
@@ -104,7 +107,11 @@ def make_objective(study: optuna.Study, *, test_examples: int):
                        max_test_examples=test_examples or max(len(task.test), 1))
 
     def objective(trial: optuna.Trial) -> tuple[float]:
+        import torch
+
         a = trial.user_attrs
+        trial.set_user_attr("worker", worker_name())
+        trial.set_user_attr("threads", torch.get_num_threads())
         try:
             metrics = evaluate(MoLoRAConfig.from_json(a["config"]), task, fidelity, seed=a["train_seed"],
                                model=attrs["model"])
@@ -120,9 +127,17 @@ def make_objective(study: optuna.Study, *, test_examples: int):
 
 
 def confirm(study: optuna.Study, storage: str | optuna.storages.BaseStorage, *, top: int, seeds: int, rules: int,
-            test_examples: int = 0, alpha: float = 0.05, console: Console | None = None) -> optuna.Study:
-    """Run (or resume) the confirmation stage of ``study``; returns the ``<study>.confirm`` study."""
+            test_examples: int = 0, alpha: float = 0.05, console: Console | None = None, workers: int = 1,
+            threads: int | None = None) -> optuna.Study:
+    """Run (or resume) the confirmation stage of ``study``; returns the ``<study>.confirm`` study.
+
+    ``workers`` > 1 (``storage`` given as a URL) starts that many processes in all on the queued runs
+    (``search.confirm --join``), each with ``threads`` torch threads (None: the default share, as the search's).
+    """
     console = console or Console()
+    url = storage if isinstance(storage, str) else None
+    if url is not None:
+        storage = open_storage(url)  # with heartbeats: runs of other or killed processes are told apart
     picks = choose(study, top=top, rules=rules, alpha=alpha)
     if not any(p.role == "candidate" for p in picks):
         console.print("[yellow]note:[/] the noise-aware front holds no searched config; confirming the rules only")
@@ -130,19 +145,55 @@ def confirm(study: optuna.Study, storage: str | optuna.storages.BaseStorage, *, 
                                         directions=["maximize"], load_if_exists=True)
     confirm_study.set_user_attr("settings", {"top": top, "seeds": seeds, "rules": rules, "alpha": alpha,
                                              "test_examples": test_examples})
+    stale = fail_interrupted(confirm_study)  # a killed run's trial: failed now, so its run is queued again
+    if stale:
+        console.print(f"confirmation runs {stale} were left by a stopped process and are marked FAIL")
     added = queue(confirm_study, picks, seeds=seeds, base_seed=int(study.user_attrs.get("seed", 0)))
     study.set_user_attr("confirmation", confirm_study.study_name)
     console.print(f"confirmation: {len(picks)} configs x {seeds} fresh seeds ({added} runs to go): "
                   + ", ".join(p.label for p in picks))
     budget = len(confirm_study.get_trials(deepcopy=False))
+    threads = threads_per_worker(threads, workers)
+    n_helpers = min(workers - 1, max(added - 1, 0)) if url is not None else 0
+    helpers = [spawn_confirm_worker(study.study_name, url, threads) for _ in range(n_helpers)]
+    if helpers:
+        console.print(f"confirmation: {n_helpers} helper process(es) beside this one")
 
     def progress(_: optuna.Study, t: FrozenTrial) -> None:
         state = f"val {t.value:.3f}" if t.state == TrialState.COMPLETE else f"{t.state.name}: {t.user_attrs.get('failure')}"
         console.print(f"  confirm {t.user_attrs.get('label'):<14} seed {t.user_attrs.get('train_seed')}: {state}")
 
-    run_worker(confirm_study, make_objective(study, test_examples=test_examples), budget=budget, timeout=None,
-               callbacks=[progress])
+    with torch_threads(threads):
+        run_worker(confirm_study, make_objective(study, test_examples=test_examples), budget=budget, timeout=None,
+                   callbacks=[progress])
+    for proc in helpers:
+        if proc.wait() != 0:
+            console.print(f"[yellow]warning:[/] confirmation helper (pid {proc.pid}) exited with code"
+                          f" {proc.returncode}")
+    wait_for_others(confirm_study, console)
     return confirm_study
+
+
+def spawn_confirm_worker(study_name: str, url: str, threads: int | None) -> subprocess.Popen:
+    """A process running queued confirmation runs of ``study_name`` (``search.confirm --join``)."""
+    argv = ["--study", study_name, "--storage", url, "--join"]
+    argv += [] if threads is None else ["--threads", str(threads)]
+    env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    return subprocess.Popen([sys.executable, "-m", "search.confirm", *argv], stdout=subprocess.DEVNULL, env=env)
+
+
+def join(study: optuna.Study, storage: optuna.storages.BaseStorage, *, threads: int | None) -> int:
+    """Run confirmation runs already queued for ``study`` (by a ``confirm`` elsewhere) until none is left, with
+    the test-question count that confirmation stored."""
+    name = confirm_study_name(study.study_name)
+    if name not in optuna.get_all_study_names(storage=storage):
+        raise SearchInputError(f"--join: no confirmation is queued for study {study.study_name!r} (run"
+                               " search.confirm or search.run --confirm K without --join first)")
+    confirm_study = optuna.load_study(study_name=name, storage=storage)
+    test_examples = int(confirm_study.user_attrs.get("settings", {}).get("test_examples", 0))
+    with torch_threads(threads):
+        return run_worker(confirm_study, make_objective(study, test_examples=test_examples),
+                          budget=len(confirm_study.get_trials(deepcopy=False)), timeout=None)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -155,6 +206,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rules", type=int, default=3, help="best seed rules (by validation) to confirm beside them")
     p.add_argument("--test-examples", type=int, default=0, help="test questions scored (default 0: the whole split)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level of the noise-aware front")
+    p.add_argument("--workers", type=int, default=1, help="processes running the confirmation runs")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per worker (default: torch's"
+                   " threads divided among --workers, or OMP_NUM_THREADS when it is set)")
+    p.add_argument("--join", action="store_true", help="only run confirmation runs already queued for the study"
+                   " (another process, or machine on the same storage, chose and queued them; its --test-examples"
+                   " apply)")
     return p.parse_args(argv)
 
 
@@ -171,6 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SearchInputError(f"--rules and --test-examples must be >= 0, got {args.rules}, {args.test_examples}")
         if not 0 < args.alpha < 1:
             raise SearchInputError(f"--alpha must be in (0, 1), got {args.alpha}")
+        if args.workers <= 0 or (args.threads is not None and args.threads <= 0):
+            raise SearchInputError(f"--workers and --threads must be positive integers, got {args.workers},"
+                                   f" {args.threads}")
         location = locate(args.study, args.storage, args.out_root)
         if location.storage.startswith("sqlite:///") and not Path(location.storage[len("sqlite:///"):]).is_file():
             raise SearchInputError(f"--study {args.study}: no storage file at {location.storage[len('sqlite:///'):]}"
@@ -181,11 +241,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         study = optuna.load_study(study_name=args.study, storage=storage)
         if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             raise SearchInputError(f"--study {args.study}: no completed trial to confirm")
+        if args.join:
+            join(study, storage, threads=args.threads)
+            return 0
     except (SearchInputError, ValueError) as err:
         print_error("search.confirm", err)
         return 2
-    confirm(study, storage, top=args.top, seeds=args.seeds, rules=args.rules, test_examples=args.test_examples,
-            alpha=args.alpha, console=console)
+    confirm(study, location.storage, top=args.top, seeds=args.seeds, rules=args.rules,
+            test_examples=args.test_examples, alpha=args.alpha, console=console, workers=args.workers,
+            threads=args.threads)
     from .report import print_verdicts
 
     print_verdicts(study, location, console)

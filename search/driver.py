@@ -99,8 +99,10 @@ def run_search(args: argparse.Namespace, objectives: tuple[str, ...], *, console
     if args.confirm and done:
         from .confirm import confirm
 
+        workers = args.workers if args.backend == "optuna" else 1  # a Ray search's driver confirms alone
         confirm(study, location.storage, top=args.confirm, seeds=args.confirm_seeds, rules=args.confirm_rules,
-                test_examples=args.test_examples, alpha=args.alpha, console=console)
+                test_examples=args.test_examples, alpha=args.alpha, console=console, workers=workers,
+                threads=args.threads)
         print_verdicts(study, location, console)
     if not args.no_report and done:
         write_report(study, location, console)
