@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
 from hilo_core import MoLoRAConfig
-from hilo_core.cli import OneLineParser, print_error
+from hilo_core.cli import OneLineParser, print_error, quiet_hub_logs
 from objectives import Fidelity, get_task
 from objectives.front import search_front
 from objectives.records import RECORDS_ATTR, TEST_RECORDS_ATTR
@@ -217,6 +217,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    quiet_hub_logs()  # a --join helper shares the search's terminal: no model-loading bars on it
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat: hilo's choice
     console = Console(soft_wrap=True)
