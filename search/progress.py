@@ -16,6 +16,8 @@ from objectives.paired import mean_interval, wilson_interval
 from objectives.records import stored_records
 from reports.rungs import SCHEDULE_ATTR, top_rung_runs
 
+from .study import finished_count
+
 FORMATS = {"accuracy": "{:.3f}", "score": "{:.4f}", "loss": "{:.4f}", "trainable": "{:,.0f}", "active": "{:,.0f}"}
 
 
@@ -26,7 +28,8 @@ def format_values(objectives: Sequence[str], values: Sequence[float] | None) -> 
 
 
 class SearchProgress:
-    """Optuna callback: advances the bar and prints each finished trial; use as a context manager."""
+    """Optuna callback: prints each trial this process finishes and sets the bar to the study's finished count
+    (every worker's); use as a context manager."""
 
     def __init__(self, *, total: int, done: int, objectives: Sequence[str], console: Console | None = None) -> None:
         self.objectives = tuple(objectives)
@@ -59,7 +62,8 @@ class SearchProgress:
             outcome = f"[yellow]{trial.state.name}[/]: {trial.user_attrs.get('failure', 'no reason recorded')}"
         front = len(study.best_trials) if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) else 0
         self.progress.console.print(f"trial {trial.number:>3} [cyan]{label:<10}[/] {outcome}  ({seconds:.0f} s)")
-        self.progress.update(self.task, advance=1, front=front)
+        # counted in the storage: trials other worker processes finished count too
+        self.progress.update(self.task, completed=finished_count(study), front=front)
 
     def rung(self, _: optuna.Study, trial: FrozenTrial) -> None:
         """A promoted run (``<study>.rungs``) finished: one line; the bar counts configs, not promotions."""
