@@ -36,7 +36,7 @@ FIDELITY ?= 12
 EVAL ?= 100
 BUDGET ?= 18
 # Parallel trial processes: 2 on 2 cores gave 1.76x the trials/hour (docs/benchmarks.md), but then NSGA-II's
-# later proposals depend on which trials finish first, so the default run stays one worker, whose proposals do not depend on timing.
+# later proposals depend on which trials finish first; the default stays one worker, whose proposals do not.
 WORKERS ?= 1
 OBJECTIVES ?= accuracy,trainable,active
 STUDY ?= $(SPACE)-$(TASK)-$(MODEL)-s$(SEED)-f$(FIDELITY)-e$(EVAL)-$(subst $(comma),-,$(OBJECTIVES))

@@ -9,7 +9,6 @@ change. Killed, it resumes: only the (config, seed) runs not yet finished are qu
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import warnings
@@ -30,8 +29,8 @@ from reports.confirmed import confirm_study_name
 from reports.rungs import SCHEDULE_ATTR, front_runs, runs_by_rung
 
 from .study import DEFAULT_OUT_ROOT, SearchInputError, fail_interrupted, locate, open_storage
-from .threads import threads_per_worker, torch_threads
-from .trials import failure_reason, worker_name
+from .threads import threads_per_worker, torch_threads, worker_env
+from .trials import failure_reason, record_worker
 from .worker import run_worker, wait_for_others
 
 SEED_OFFSET = 1000  # confirmation seeds are base + 1000 + i: never a seed the search's replicates used
@@ -107,11 +106,8 @@ def make_objective(study: optuna.Study, *, test_examples: int):
                        max_test_examples=test_examples or max(len(task.test), 1))
 
     def objective(trial: optuna.Trial) -> tuple[float]:
-        import torch
-
         a = trial.user_attrs
-        trial.set_user_attr("worker", worker_name())
-        trial.set_user_attr("threads", torch.get_num_threads())
+        record_worker(trial)
         try:
             metrics = evaluate(MoLoRAConfig.from_json(a["config"]), task, fidelity, seed=a["train_seed"],
                                model=attrs["model"])
@@ -178,18 +174,14 @@ def spawn_confirm_worker(study_name: str, url: str, threads: int | None) -> subp
     """A process running queued confirmation runs of ``study_name`` (``search.confirm --join``)."""
     argv = ["--study", study_name, "--storage", url, "--join"]
     argv += [] if threads is None else ["--threads", str(threads)]
-    env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    return subprocess.Popen([sys.executable, "-m", "search.confirm", *argv], stdout=subprocess.DEVNULL, env=env)
+    return subprocess.Popen([sys.executable, "-m", "search.confirm", *argv], stdout=subprocess.DEVNULL,
+                            env=worker_env(threads))
 
 
 def join(study: optuna.Study, storage: optuna.storages.BaseStorage, *, threads: int | None) -> int:
     """Run confirmation runs already queued for ``study`` (by a ``confirm`` elsewhere) until none is left, with
     the test-question count that confirmation stored."""
-    name = confirm_study_name(study.study_name)
-    if name not in optuna.get_all_study_names(storage=storage):
-        raise SearchInputError(f"--join: no confirmation is queued for study {study.study_name!r} (run"
-                               " search.confirm or search.run --confirm K without --join first)")
-    confirm_study = optuna.load_study(study_name=name, storage=storage)
+    confirm_study = optuna.load_study(study_name=confirm_study_name(study.study_name), storage=storage)
     test_examples = int(confirm_study.user_attrs.get("settings", {}).get("test_examples", 0))
     with torch_threads(threads):
         return run_worker(confirm_study, make_objective(study, test_examples=test_examples),
@@ -242,12 +234,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         study = optuna.load_study(study_name=args.study, storage=storage)
         if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             raise SearchInputError(f"--study {args.study}: no completed trial to confirm")
-        if args.join:
-            join(study, storage, threads=args.threads)
-            return 0
+        if args.join and confirm_study_name(args.study) not in optuna.get_all_study_names(storage=storage):
+            raise SearchInputError(f"--join: no confirmation is queued for study {args.study!r} (run"
+                                   " search.confirm or search.run --confirm K without --join first)")
     except (SearchInputError, ValueError) as err:
         print_error("search.confirm", err)
         return 2
+    if args.join:
+        join(study, storage, threads=args.threads)
+        return 0
     confirm(study, location.storage, top=args.top, seeds=args.seeds, rules=args.rules,
             test_examples=args.test_examples, alpha=args.alpha, console=console, workers=args.workers,
             threads=args.threads)

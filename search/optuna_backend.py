@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ from rich.console import Console
 
 from .progress import SearchProgress
 from .study import finished_count
-from .threads import threads_per_worker, torch_threads
+from .threads import threads_per_worker, torch_threads, worker_env
 from .timeout import time_limit
 from .promotion import run_scheduled_worker
 from .trials import TrialContext, run_promoted, run_trial
@@ -60,9 +59,8 @@ def spawn_worker(args: argparse.Namespace, study_name: str, threads: int | None 
     """Another process running trials of the same study (same storage), without seeds, confirmation or report;
     ``threads``: its torch threads (also its ``OMP_NUM_THREADS``, read when torch loads), None for the default."""
     replace = None if threads is None else {"--threads": str(threads)}
-    env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
     return subprocess.Popen([sys.executable, "-m", "search.run", *worker_argv(args, study_name, replace=replace)],
-                            stdout=subprocess.DEVNULL, env=env)
+                            stdout=subprocess.DEVNULL, env=worker_env(threads))
 
 
 def worker_argv(args: argparse.Namespace, study_name: str, *, replace: dict[str, str] | None = None,

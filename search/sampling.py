@@ -8,6 +8,7 @@ proposal now depends only on its number and the finished trials in the storage, 
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -118,14 +119,4 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     """NSGA-II, TPE, GP or random search; each trial sampled with a seed from ``seed`` and its number, so a run
     repeats and no worker process replays another's random stream."""
-    return TrialSeededSampler(_SamplerFactory(name), seed)
-
-
-class _SamplerFactory:
-    """``--sampler`` name -> seeded sampler; a class, not a lambda, so the sampler pickles without cloudpickle."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __call__(self, seed: int) -> optuna.samplers.BaseSampler:
-        return _base_sampler(self.name, seed)
+    return TrialSeededSampler(functools.partial(_base_sampler, name), seed)  # a partial pickles; a lambda not

@@ -29,6 +29,12 @@ def threads_per_worker(requested: int | None, workers: int, *, env: Mapping[str,
     return max(1, (torch.get_num_threads() if threads is None else threads) // workers)
 
 
+def worker_env(threads: int | None) -> dict[str, str] | None:
+    """The environment of a helper process given ``threads`` (its ``OMP_NUM_THREADS``, read when torch loads);
+    None (inherit this one's) when the count is left to torch."""
+    return None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
+
+
 @contextlib.contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
     """``torch.set_num_threads(n)`` inside the block and the previous count after it (None: unchanged), so a

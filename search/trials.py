@@ -97,6 +97,13 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def record_worker(trial: optuna.Trial) -> None:
+    """Which process ran the trial (``worker``) and with how many torch threads (``threads``: a config's score
+    repeats exactly only at the same count)."""
+    trial.set_user_attr("worker", worker_name())
+    trial.set_user_attr("threads", torch.get_num_threads())
+
+
 def failure_reason(err: BaseException) -> str:
     """What a failed or pruned trial's ``failure`` attribute says; out-of-memory is named as such."""
     if isinstance(err, (TrialFailed, optuna.TrialPruned)):
@@ -116,8 +123,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, ...]:
     """
     start = time.perf_counter()
     on_eval = None
-    trial.set_user_attr("worker", worker_name())
-    trial.set_user_attr("threads", torch.get_num_threads())
+    record_worker(trial)
     try:
         config = ctx.space.sample(trial)
         seed = record_config(trial, config, ctx)
@@ -148,8 +154,7 @@ def run_promoted(trial: optuna.Trial, ctx: TrialContext) -> tuple[float, ...]:
     """Objective of a claimed promotion ticket (``search.promotion``): continue its parent's training to the
     ticket's rung, record the result as every trial does."""
     start = time.perf_counter()
-    trial.set_user_attr("worker", worker_name())
-    trial.set_user_attr("threads", torch.get_num_threads())
+    record_worker(trial)
     a = trial.user_attrs
     try:
         metrics = ctx.promotions.train(trial, MoLoRAConfig.from_json(a["config"]), int(a["train_seed"]),
